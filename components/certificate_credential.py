@@ -51,7 +51,8 @@ class CertificateCredential(pulumi.ComponentResource):
             value=pulumi.Output.secret(args.pem),
             encoding="pem",
             type="AsymmetricX509Cert",
-            end_date=certificate_facts.apply(lambda f: f.not_after_rfc3339),
+            # The end date is public (it is printed in the certificate); only the PEM is kept secret.
+            end_date=pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.not_after_rfc3339)),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.expires = pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.not_after_rfc3339))

@@ -23,13 +23,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
 
 from mailplane.exceptions import TenantConfigError
 from mailplane.permissions import catalog
-from mailplane.tenant import load_stack_file
+from mailplane.tenant import load_stack_file, parse_tenant_config
 
-__all__ = ["PlanError", "PlannedResource", "StackPlan", "find_project_dir", "plan_stack", "stack_name_of"]
+__all__ = [
+    "OfflineTenantMocks",
+    "PlanError",
+    "PlannedResource",
+    "RecordingMonitor",
+    "StackPlan",
+    "find_project_dir",
+    "plan_stack",
+    "stack_name_of",
+]
 
 UNREADABLE_SECRET = "mailplane-plan:unreadable-secret"
 """What a ``secure:`` config value becomes in an offline plan; ``components.config`` treats it as unknown."""
@@ -98,8 +112,6 @@ def _fake_id(*parts: str) -> str:
 
 
 def _mock_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    import pulumi  # noqa: PLC0415 - keep Pulumi out of import time for commands that never plan.
-
     outputs = dict(inputs)
     object_id = _fake_id(typ, name)
     resource_id = f"{name}-id"
@@ -128,6 +140,50 @@ def _graph_service_principal() -> dict[str, Any]:
         "appRoleIds": {n: graph.require(n, "application").id for n in graph.names("application")},
         "oauth2PermissionScopeIds": {n: graph.require(n, "delegated").id for n in graph.names("delegated")},
     }
+
+
+class OfflineTenantMocks(pulumi.runtime.Mocks):
+    """Answers like a tenant would: stable fake ids, Microsoft Graph's real permission ids from the catalog."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        """Outputs = inputs plus the computed properties mailplane reads (ids, key ids, secret values)."""
+        return _mock_outputs(args.typ, args.name, args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        """The invokes mailplane makes: Microsoft Graph's service principal and the deployer's identity."""
+        if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":
+            return _graph_service_principal()
+        if args.token == "azuread:index/getClientConfig:getClientConfig":
+            return {"clientId": _fake_id("deployer-client"), "objectId": _fake_id("deployer"), "tenantId": ""}
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also recording each registration's parent and inputs in ``recorded``."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        """Wrap ``mocks``."""
+        super().__init__(mocks)
+        self.recorded: list[PlannedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name.
+        """Register as the mock monitor does, then record what was registered."""
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = {
+                k: v for k, v in rpc.deserialize_properties(request.object).items() if k != "__provider"
+            }
+            self.recorded.append(
+                PlannedResource(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent or None,
+                    custom=bool(request.custom),
+                    inputs=_plain(inputs),
+                )
+            )
+        return response
 
 
 def _load_raw_config(stack_file: Path) -> tuple[dict[str, str], list[str]]:
@@ -164,52 +220,17 @@ def _frozen_today(today: dt.date | None) -> Iterator[None]:
 
 def plan_stack(stack_file: Path, *, project_dir: Path | None = None, today: dt.date | None = None) -> StackPlan:
     """Run the program for ``stack_file`` under the mock engine; raise :class:`PlanError` where ``pulumi up`` fails."""
-    import pulumi  # noqa: PLC0415
-    from pulumi.runtime import mocks as pulumi_mocks  # noqa: PLC0415
-    from pulumi.runtime import settings as pulumi_settings  # noqa: PLC0415
-    from pulumi.runtime.stack import run_pulumi_func  # noqa: PLC0415
-
     stack_file = Path(stack_file)
     project_dir = find_project_dir(stack_file.resolve().parent) if project_dir is None else project_dir
     stack = stack_name_of(stack_file)
-    # Validate first with the same function the program uses, to fail fast with the same message.
+    # Validate first with the same function the program uses: the same message, naming the file actually given.
     try:
-        load_stack_file(stack_file)
+        parse_tenant_config(load_stack_file(stack_file), source=str(stack_file), today=today)
     except TenantConfigError as error:
         raise PlanError(str(error)) from None
     config, secret_keys = _load_raw_config(stack_file)
-    recorded: list[PlannedResource] = []
 
-    class PlanMocks(pulumi.runtime.Mocks):
-        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-            return _mock_outputs(args.typ, args.name, args.inputs)
-
-        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-            if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":
-                return _graph_service_principal()
-            if args.token == "azuread:index/getClientConfig:getClientConfig":
-                return {"clientId": _fake_id("deployer-client"), "objectId": _fake_id("deployer"), "tenantId": ""}
-            return {}
-
-    class RecordingMonitor(pulumi_mocks.MockMonitor):
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name.
-            response = super().RegisterResource(request)
-            if request.type != "pulumi:pulumi:Stack":
-                inputs = {k: v for k, v in pulumi.runtime.rpc.deserialize_properties(request.object).items()
-                          if k != "__provider"}
-                recorded.append(
-                    PlannedResource(
-                        urn=response.urn,
-                        type=request.type,
-                        name=request.name,
-                        parent=request.parent or None,
-                        custom=bool(request.custom),
-                        inputs=_plain(inputs),
-                    )
-                )
-            return response
-
-    mocks = PlanMocks()
+    mocks = OfflineTenantMocks()
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -239,17 +260,14 @@ def plan_stack(stack_file: Path, *, project_dir: Path | None = None, today: dt.d
         loop.close()
         asyncio.set_event_loop(None)
     # Registration order depends on the event loop; sort so plans (and their golden snapshots) are stable.
-    recorded.sort(key=lambda r: r.urn)
+    recorded = sorted(monitor.recorded, key=lambda r: r.urn)
     return StackPlan(
         stack=stack, source=str(stack_file), resources=recorded, outputs=outputs, secret_outputs=secret_outputs
     )
 
 
 async def _resolve_outputs() -> tuple[dict[str, Any], list[str]]:
-    import pulumi  # noqa: PLC0415
-    from pulumi.runtime.settings import get_root_resource  # noqa: PLC0415
-
-    root: Any = get_root_resource()
+    root: Any = pulumi_settings.get_root_resource()
     outputs: dict[str, Any] = {}
     secret: list[str] = []
     for name, value in (getattr(root, "outputs", None) or {}).items():
@@ -266,8 +284,6 @@ async def _resolve_outputs() -> tuple[dict[str, Any], list[str]]:
 
 def _plain(value: Any) -> Any:
     """Make engine values JSON-friendly: unknowns and secrets become markers."""
-    from pulumi.runtime import rpc  # noqa: PLC0415
-
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:  # noqa: SLF001 - the engine's secret wrapper.
             return "[secret]"
