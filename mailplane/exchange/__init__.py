@@ -1,0 +1,1 @@
+"""Exchange Online administration: the InvokeCommand client, typed objects, and post-apply verification."""
