@@ -432,6 +432,12 @@ class _Cmdlets:
             return [self._sp(org, p["Identity"])], []
         return list(org.service_principals.values()), []
 
+    def set_serviceprincipal(self, org: TenantExchange, p: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+        row = self._sp(org, _require(p, "Identity", "Set-ServicePrincipal"))
+        if p.get("DisplayName"):
+            row["DisplayName"] = str(p["DisplayName"])
+        return [], []
+
     def remove_serviceprincipal(self, org: TenantExchange, p: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
         row = self._sp(org, _require(p, "Identity", "Remove-ServicePrincipal"))
         del org.service_principals[row["ObjectId"]]

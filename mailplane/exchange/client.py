@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -288,9 +288,6 @@ class ExchangeAdminClient:
             ) from None
         return document if isinstance(document, dict) else {"value": document}
 
-    def _rows(self, cmdlet: str, parameters: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-        yield from self.invoke(cmdlet, parameters)
-
     def _one(self, cmdlet: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
         rows = self.invoke(cmdlet, parameters)
         if not rows:
@@ -314,6 +311,11 @@ class ExchangeAdminClient:
         """``New-ServicePrincipal``: point Exchange at an Entra enterprise app (its SP object id, not the app's)."""
         row = self._one("New-ServicePrincipal", {"AppId": app_id, "ObjectId": object_id, "DisplayName": display_name})
         return ServicePrincipalPointer.from_row(row)
+
+    def set_service_principal(self, identity: str, display_name: str) -> ServicePrincipalPointer:
+        """``Set-ServicePrincipal -DisplayName``, then read it back."""
+        self.invoke("Set-ServicePrincipal", {"Identity": identity, "DisplayName": display_name})
+        return self.get_service_principal(identity)
 
     def delete_service_principal(self, identity: str) -> None:
         """``Remove-ServicePrincipal`` (Exchange also removes the pointer's role assignments)."""

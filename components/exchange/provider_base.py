@@ -1,0 +1,150 @@
+"""What every Exchange dynamic provider shares: the connection, input checks, the diff rule, read-back after writes.
+
+Providers are pickled (dill) into the stack's state and run later in Pulumi's dynamic-provider host, so they hold
+no state: the :class:`~mailplane.exchange.client.ExchangeAdminClient` is created inside each method from the
+resource's inputs and the environment:
+
+- ``MAILPLANE_EXCHANGE_TOKEN``: an access token fetched beforehand for ``https://outlook.office365.com/.default``
+  (pipelines that mint tokens themselves, and tests). When unset, ``DefaultAzureCredential`` is used (workload
+  identity federation, a managed identity, ``AZURE_CLIENT_CERTIFICATE_PATH``, ``az login``...).
+- ``MAILPLANE_EXCHANGE_ADMIN_URL``: the admin API root, when the ``admin_api_url`` input is not set. The default is
+  Microsoft's endpoint; the dev tenant's emulator is ``http://127.0.0.1:<port>/adminapi/beta``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
+from pulumi.runtime.rpc import UNKNOWN
+
+from mailplane.exceptions import ExchangeError, ExchangeNotFoundError
+from mailplane.exchange.client import DEFAULT_BASE_URL, ExchangeAdminClient, StaticTokenCredential
+from mailplane.exchange.reconcile import decide_diff
+
+__all__ = [
+    "ADMIN_URL_ENV",
+    "TOKEN_ENV",
+    "ExchangeProvider",
+    "connect",
+    "is_known",
+    "read_or_none",
+    "write_then_read_back",
+]
+
+TOKEN_ENV = "MAILPLANE_EXCHANGE_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret.
+ADMIN_URL_ENV = "MAILPLANE_EXCHANGE_ADMIN_URL"
+CONNECTION_KEYS = ("tenant_id", "admin_api_url")
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+T = TypeVar("T")
+
+
+def is_known(value: Any) -> bool:
+    """False for a value Pulumi does not know yet (a preview of an output of another resource)."""
+    return value != UNKNOWN and value is not None
+
+
+def connect(props: Mapping[str, Any]) -> ExchangeAdminClient:
+    """A client for the resource's tenant, with credentials and endpoint from the environment (see module doc)."""
+    base_url = props.get("admin_api_url") or os.environ.get(ADMIN_URL_ENV) or DEFAULT_BASE_URL
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        credential: Any = StaticTokenCredential(token)
+    else:
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only needed against a real tenant.
+
+        credential = DefaultAzureCredential()
+    return ExchangeAdminClient(credential, tenant_id=str(props["tenant_id"]), base_url=base_url)
+
+
+def read_or_none(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when the object does not exist."""
+    try:
+        return read()
+    except ExchangeNotFoundError:
+        return None
+
+
+def write_then_read_back(write: Callable[[], T], read_back: Callable[[], T | None]) -> T:
+    """Run a write; when it failed in a way that may still have applied it (5xx, lost connection), read back.
+
+    Writes are not retried on 5xx (a replayed ``New-*`` fails as a duplicate); if the object is there the write
+    took effect and the result is what was read back, otherwise the original error is raised.
+    """
+    try:
+        return write()
+    except ExchangeError as error:
+        ambiguous = error.status is None or error.status >= 500  # noqa: PLR2004
+        if not ambiguous or isinstance(error, ExchangeNotFoundError):
+            raise
+        found = read_back()
+        if found is None:
+            raise
+        return found
+
+
+class ExchangeProvider(ResourceProvider):
+    """Base of the Exchange providers: shared input checks and the diff rule; subclasses do the cmdlets.
+
+    ``update_keys`` change in place, ``replace_keys`` force a replacement; ``tenant_id`` always replaces.
+    """
+
+    kind: ClassVar[str] = "Exchange object"
+    update_keys: ClassVar[tuple[str, ...]] = ()
+    replace_keys: ClassVar[tuple[str, ...]] = ()
+    guid_keys: ClassVar[tuple[str, ...]] = ()
+    address_keys: ClassVar[tuple[str, ...]] = ()
+    required_keys: ClassVar[tuple[str, ...]] = ()
+    delete_before_replace: ClassVar[bool] = False
+
+    def normalised_inputs(self, news: dict[str, Any]) -> dict[str, Any]:
+        """Inputs after defaults and derived values (override to add them)."""
+        return news
+
+    def extra_failures(self, news: dict[str, Any]) -> list[CheckFailure]:  # noqa: ARG002 - a hook.
+        """Checks beyond required/GUID/address ones (override)."""
+        return []
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Reject inputs Exchange would reject, before anything is created; fill derived inputs."""
+        failures: list[CheckFailure] = []
+        for key in ("tenant_id", *self.required_keys):
+            if news.get(key) in (None, "", []):
+                failures.append(CheckFailure(key, f"{self.kind}: {key} is required."))
+        for key in self.guid_keys:
+            value = news.get(key)
+            if is_known(value) and value != "" and not _GUID.match(str(value)):
+                failures.append(CheckFailure(key, f"{self.kind}: {key} must be a GUID, got {value!r}."))
+        for key in self.address_keys:
+            values = news.get(key)
+            for value in values if isinstance(values, list) else [values]:
+                if is_known(value) and value != "" and not _ADDRESS.match(str(value)):
+                    failures.append(
+                        CheckFailure(key, f"{self.kind}: {value!r} is not an email address (name@domain).")
+                    )
+        failures += self.extra_failures(news)
+        inputs = self.normalised_inputs(dict(news)) if not failures else news
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Changes per :func:`mailplane.exchange.reconcile.decide_diff`; the connection URL never causes a diff."""
+        decision = decide_diff(
+            olds, news, update_in_place=self.update_keys, replace=("tenant_id", *self.replace_keys)
+        )
+        return DiffResult(
+            changes=decision.has_changes,
+            replaces=list(decision.replaces),
+            stables=[k for k in self.replace_keys if k not in decision.changed],
+            delete_before_replace=self.delete_before_replace,
+        )
+
+    @staticmethod
+    def connection(props: Mapping[str, Any]) -> dict[str, Any]:
+        """The connection inputs, carried into outputs so delete and refresh reach the same tenant."""
+        return {key: props.get(key) for key in CONNECTION_KEYS}
