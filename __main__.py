@@ -28,4 +28,6 @@ if integration.client_secret:
     pulumi.export("activeClientSecret", integration.client_secret.active_secret)
     pulumi.export("activeClientSecretKeyId", integration.client_secret.active_key_id)
 pulumi.export("credentialExpiries", integration.credential_expiries)
+# Post-apply Test-* checks of the Exchange scoping ("pending-propagation" right after a change; see docs/exchange.md).
+pulumi.export("exchangeVerification", integration.exchange_verification)
 pulumi.export("grants", integration.grants.to_dict())

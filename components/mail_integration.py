@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_azuread as azuread
@@ -13,7 +14,9 @@ from components.certificate_credential import CertificateCredential, Certificate
 from components.client_secret import RotatingClientSecret, RotatingClientSecretArgs
 from components.federated_credential import FederatedCredentials, FederatedCredentialsArgs
 from components.graph_consent import GraphAdminConsent, GraphAdminConsentArgs
+from components.mailbox_scope import MailboxScope, MailboxScopeArgs
 from components.microsoft_graph import lookup_microsoft_graph
+from components.shared_mailbox import SharedMailbox, SharedMailboxArgs
 from mailplane.grants import Grants, compute_grants
 from mailplane.tenant import TenantConfig
 
@@ -35,10 +38,12 @@ class MailIntegrationArgs:
 
 
 class MailIntegration(pulumi.ComponentResource):
-    """One tenant's mail integration: app registration, Graph admin consent, credentials.
+    """One tenant's mail integration: app registration, Graph admin consent, credentials, Exchange scoping and
+    shared mailboxes.
 
     The grants come from :func:`mailplane.grants.compute_grants`, the same function the offline plan, the audit and
-    the policy pack use. With ``rbac`` scoping no mailbox-scopable permission is consented in Entra.
+    the policy pack use. With ``rbac`` scoping no mailbox-scopable permission is consented in Entra; Exchange RBAC
+    for Applications grants it on the declared mailboxes instead (:class:`MailboxScope`).
     """
 
     config: TenantConfig
@@ -52,6 +57,9 @@ class MailIntegration(pulumi.ComponentResource):
     certificate: CertificateCredential | None
     federated: FederatedCredentials | None
     credential_expiries: pulumi.Output[dict[str, str]]
+    shared_mailboxes: list[SharedMailbox]
+    mailbox_scope: MailboxScope
+    exchange_verification: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: MailIntegrationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         """Declare the children; the names derive from ``name`` (use the stack's tenant name)."""
@@ -137,11 +145,39 @@ class MailIntegration(pulumi.ComponentResource):
             )
         self.credential_expiries = pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
 
+        # Exchange Online: shared mailboxes first (scopes and groups may only name existing recipients), then the
+        # scoping objects of the chosen mode. Exchange objects are named after the stack (`name`), so each tenant's
+        # objects are found again by the next run.
+        exchange = pulumi.ResourceOptions(parent=self)
+        self.shared_mailboxes = [
+            SharedMailbox(
+                f"{name}-shared-{index}",
+                SharedMailboxArgs(tenant_id=config.tenant_id, mailbox=mailbox),
+                exchange,
+            )
+            for index, mailbox in enumerate(config.shared_mailboxes)
+        ]
+        self.mailbox_scope = MailboxScope(
+            f"{name}-exchange",
+            MailboxScopeArgs(
+                grants=grants,
+                app_id=self.application.client_id,
+                service_principal_object_id=self.service_principal.object_id,
+                exchange_name=name,
+                access_policy_group_alias=config.access_policy_group_alias,
+                access_policy_group_display_name=config.access_policy_group_display_name,
+                depends_on=list(self.shared_mailboxes),
+            ),
+            exchange,
+        )
+        self.exchange_verification = self.mailbox_scope.verification
+
         self.register_outputs(
             {
                 "client_id": self.application.client_id,
                 "service_principal_object_id": self.service_principal.object_id,
                 "credential_expiries": self.credential_expiries,
+                "exchange_verification": self.exchange_verification,
                 "grants": grants.to_dict(),
             }
         )
