@@ -2,18 +2,13 @@
 
 Providers are pickled (dill) into the stack's state and run later in Pulumi's dynamic-provider host, so they hold
 no state: the :class:`~mailplane.exchange.client.ExchangeAdminClient` is created inside each method from the
-resource's inputs and the environment:
-
-- ``MAILPLANE_EXCHANGE_TOKEN``: an access token fetched beforehand for ``https://outlook.office365.com/.default``
-  (pipelines that mint tokens themselves, and tests). When unset, ``DefaultAzureCredential`` is used (workload
-  identity federation, a managed identity, ``AZURE_CLIENT_CERTIFICATE_PATH``, ``az login``...).
-- ``MAILPLANE_EXCHANGE_ADMIN_URL``: the admin API root, when the ``admin_api_url`` input is not set. The default is
-  Microsoft's endpoint; the dev tenant's emulator is ``http://127.0.0.1:<port>/adminapi/beta``.
+resource's inputs and the environment (:mod:`mailplane.exchange.environment`: ``MAILPLANE_EXCHANGE_TOKEN`` or
+azure-identity's ``DefaultAzureCredential``; ``admin_api_url`` input, else ``MAILPLANE_EXCHANGE_ADMIN_URL``, else
+Microsoft's endpoint).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -22,12 +17,11 @@ from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvid
 from pulumi.runtime.rpc import UNKNOWN
 
 from mailplane.exceptions import ExchangeError, ExchangeNotFoundError
-from mailplane.exchange.client import DEFAULT_BASE_URL, ExchangeAdminClient, StaticTokenCredential
+from mailplane.exchange.client import ExchangeAdminClient
+from mailplane.exchange.environment import client_from_environment
 from mailplane.exchange.reconcile import decide_diff
 
 __all__ = [
-    "ADMIN_URL_ENV",
-    "TOKEN_ENV",
     "ExchangeProvider",
     "connect",
     "is_known",
@@ -35,8 +29,6 @@ __all__ = [
     "write_then_read_back",
 ]
 
-TOKEN_ENV = "MAILPLANE_EXCHANGE_TOKEN"  # noqa: S105 - the name of an environment variable, not a secret.
-ADMIN_URL_ENV = "MAILPLANE_EXCHANGE_ADMIN_URL"
 CONNECTION_KEYS = ("tenant_id", "admin_api_url")
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
@@ -51,16 +43,8 @@ def is_known(value: Any) -> bool:
 
 
 def connect(props: Mapping[str, Any]) -> ExchangeAdminClient:
-    """A client for the resource's tenant, with credentials and endpoint from the environment (see module doc)."""
-    base_url = props.get("admin_api_url") or os.environ.get(ADMIN_URL_ENV) or DEFAULT_BASE_URL
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        credential: Any = StaticTokenCredential(token)
-    else:
-        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only needed against a real tenant.
-
-        credential = DefaultAzureCredential()
-    return ExchangeAdminClient(credential, tenant_id=str(props["tenant_id"]), base_url=base_url)
+    """A client for the resource's tenant, with credentials and endpoint from the environment."""
+    return client_from_environment(str(props["tenant_id"]), props.get("admin_api_url") or None)
 
 
 def read_or_none(read: Callable[[], T]) -> T | None:

@@ -15,8 +15,10 @@ The token is fetched from the credential for every call (azure-identity caches i
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -97,6 +99,14 @@ class StaticTokenCredential:
         return "StaticTokenCredential(token=[redacted])"
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Building a context loads the CA bundle (~50 ms); providers make a client per operation, so share one.
+    import certifi  # noqa: PLC0415 - httpx's own dependency, only needed here.
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def app_only_anchor_mailbox(tenant_id: str) -> str:
     """The ``X-AnchorMailbox`` value app-only callers send: the tenant's system mailbox."""
     return f"APP:{_SYSTEM_MAILBOX}@{tenant_id}"
@@ -154,7 +164,7 @@ class ExchangeAdminClient:
         self._base_url = base_url.rstrip("/")
         self._owns_http = http_client is None
         # REST cmdlets may run up to 15 minutes server-side before the service gives up.
-        self._http = http_client or httpx.Client(timeout=httpx.Timeout(30.0, read=900.0))
+        self._http = http_client or httpx.Client(verify=_tls_context(), timeout=httpx.Timeout(30.0, read=900.0))
         self._page_size = page_size
         self._max_retries = max_retries
         self._retry_backoff_seconds = retry_backoff_seconds
