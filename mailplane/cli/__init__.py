@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "main"]
 
 # name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
+    "doctor": "mailplane.cli.doctor:doctor",
     "plan": "mailplane.cli.plan:plan",
 }
 

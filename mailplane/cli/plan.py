@@ -50,7 +50,8 @@ def _short_type(typ: str) -> str:
     if typ.startswith("pulumi:providers:"):
         return f"provider:{typ.rsplit(':', 1)[1]}"
     if typ.startswith("pulumi-python:dynamic"):
-        return typ.replace("pulumi-python:dynamic/", "exchange:").replace("pulumi-python:dynamic:", "dynamic:")
+        # pulumi-python:dynamic/exchange:ManagementScope -> exchange:ManagementScope
+        return typ.replace("pulumi-python:dynamic/", "").replace("pulumi-python:dynamic:", "dynamic:")
     return typ.rsplit(":", 1)[-1]
 
 
