@@ -13,9 +13,8 @@ checks for each scoped mailbox and the out-of-scope one; its report is the ``ver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 
@@ -27,7 +26,11 @@ from components.exchange.service_principal import ServicePrincipalPointer
 from components.exchange.verification import ScopeVerification
 from mailplane.exchange.naming import access_policy_group_alias, role_assignment_name, scope_name
 from mailplane.exchange.verify import expectations_from_grants
-from mailplane.grants import Grants
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mailplane.grants import Grants
 
 __all__ = ["MailboxScope", "MailboxScopeArgs", "scopes_by_mailbox_set"]
 

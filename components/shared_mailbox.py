@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pulumi
 
 from components.exchange.mailbox import Mailbox
 from components.exchange.mailbox_member import MailboxMember
-from mailplane.tenant import SharedMailbox as SharedMailboxConfig
+
+if TYPE_CHECKING:
+    from mailplane.tenant import SharedMailbox as SharedMailboxConfig
 
 __all__ = ["SharedMailbox", "SharedMailboxArgs"]
 
@@ -47,7 +50,6 @@ class SharedMailbox(pulumi.ComponentResource):
         super().__init__("mailplane:shared_mailbox:SharedMailbox", name, None, opts)
         config = args.mailbox
         self.address = config.address
-        connection = {"tenant_id": args.tenant_id, "admin_api_url": args.admin_api_url}
         self.mailbox = None
         if config.create:
             self.mailbox = Mailbox(
@@ -57,7 +59,8 @@ class SharedMailbox(pulumi.ComponentResource):
                 remove_on_delete=config.remove_on_delete,
                 # Belt and braces: unless removal was asked for, Pulumi itself never calls delete on the mailbox.
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=not config.remove_on_delete),
-                **connection,
+                tenant_id=args.tenant_id,
+                admin_api_url=args.admin_api_url,
             )
         member_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.mailbox] if self.mailbox else [])
         self.members = [
@@ -69,7 +72,8 @@ class SharedMailbox(pulumi.ComponentResource):
                 send_as=member.send_as,
                 auto_mapping=member.auto_mapping,
                 opts=member_opts,
-                **connection,
+                tenant_id=args.tenant_id,
+                admin_api_url=args.admin_api_url,
             )
             for member in config.members
         ]

@@ -9,15 +9,18 @@ replaces the policy, deleting the old one first (Exchange rejects two policies f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError, ExchangeNotFoundError
-from mailplane.exchange.client import ExchangeAdminClient
-from mailplane.exchange.models import AccessPolicy
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.client import ExchangeAdminClient
+    from mailplane.exchange.models import AccessPolicy
 
 __all__ = ["ACCESS_RIGHTS", "ApplicationAccessPolicy", "ApplicationAccessPolicyProvider"]
 

@@ -10,16 +10,19 @@ that failed ambiguously. Display name and sign-in block change in place; another
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError
-from mailplane.exchange.client import ExchangeAdminClient
-from mailplane.exchange.models import Mailbox as MailboxObject
 from mailplane.exchange.naming import mailbox_alias
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.client import ExchangeAdminClient
+    from mailplane.exchange.models import Mailbox as MailboxObject
 
 __all__ = ["Mailbox", "MailboxProvider"]
 

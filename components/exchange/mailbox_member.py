@@ -9,14 +9,17 @@ Delete removes the rights (the mailbox and its mail stay).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.management_scope import require_recipients
 from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none
-from mailplane.exchange.client import ExchangeAdminClient
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.client import ExchangeAdminClient
 
 __all__ = ["MailboxMember", "MailboxMemberProvider"]
 
@@ -35,8 +38,7 @@ def _holds_full_access(client: ExchangeAdminClient, mailbox: str, user: str) -> 
 def _holds_send_as(client: ExchangeAdminClient, mailbox: str, user: str) -> bool:
     entries = client.list_recipient_permissions(mailbox, trustee=user)
     return any(
-        "SendAs" in e.access_rights and e.access_control_type == "Allow" and e.trustee.lower() == user
-        for e in entries
+        "SendAs" in e.access_rights and e.access_control_type == "Allow" and e.trustee.lower() == user for e in entries
     )
 
 

@@ -1,5 +1,4 @@
-"""A management scope (``New-ManagementScope -RecipientRestrictionFilter``): the mailboxes an app's RBAC role
-assignments reach.
+"""A management scope (``New-ManagementScope -RecipientRestrictionFilter``): the mailboxes an app's roles reach.
 
 The filter is built from the declared mailboxes by :func:`mailplane.exchange.naming.recipient_filter` (primary SMTP
 address equality, sorted). Every mailbox must exist before the scope is written: an address Exchange does not know
@@ -9,17 +8,20 @@ reports one with another filter; the filter updates in place; a new name replace
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError, ExchangeNotFoundError
-from mailplane.exchange.client import ExchangeAdminClient
-from mailplane.exchange.models import ManagementScope as ScopeObject
 from mailplane.exchange.naming import MAX_NAME_LENGTH, recipient_filter
 from mailplane.exchange.reconcile import normalise
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.client import ExchangeAdminClient
+    from mailplane.exchange.models import ManagementScope as ScopeObject
 
 __all__ = ["ManagementScope", "ManagementScopeProvider", "require_recipients"]
 

@@ -10,16 +10,19 @@ Microsoft's endpoint).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
 from pulumi.runtime.rpc import UNKNOWN
 
 from mailplane.exceptions import ExchangeError, ExchangeNotFoundError
-from mailplane.exchange.client import ExchangeAdminClient
 from mailplane.exchange.environment import client_from_environment
 from mailplane.exchange.reconcile import decide_diff
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from mailplane.exchange.client import ExchangeAdminClient
 
 __all__ = [
     "ExchangeProvider",
@@ -97,30 +100,30 @@ class ExchangeProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         """Reject inputs Exchange would reject, before anything is created; fill derived inputs."""
-        failures: list[CheckFailure] = []
-        for key in ("tenant_id", *self.required_keys):
-            if news.get(key) in (None, "", []):
-                failures.append(CheckFailure(key, f"{self.kind}: {key} is required."))
-        for key in self.guid_keys:
-            value = news.get(key)
-            if is_known(value) and value != "" and not _GUID.match(str(value)):
-                failures.append(CheckFailure(key, f"{self.kind}: {key} must be a GUID, got {value!r}."))
+        failures = [
+            CheckFailure(key, f"{self.kind}: {key} is required.")
+            for key in ("tenant_id", *self.required_keys)
+            if news.get(key) in (None, "", [])
+        ]
+        failures += [
+            CheckFailure(key, f"{self.kind}: {key} must be a GUID, got {news[key]!r}.")
+            for key in self.guid_keys
+            if is_known(news.get(key)) and news[key] != "" and not _GUID.match(str(news[key]))
+        ]
         for key in self.address_keys:
             values = news.get(key)
-            for value in values if isinstance(values, list) else [values]:
-                if is_known(value) and value != "" and not _ADDRESS.match(str(value)):
-                    failures.append(
-                        CheckFailure(key, f"{self.kind}: {value!r} is not an email address (name@domain).")
-                    )
+            failures += [
+                CheckFailure(key, f"{self.kind}: {value!r} is not an email address (name@domain).")
+                for value in (values if isinstance(values, list) else [values])
+                if is_known(value) and value != "" and not _ADDRESS.match(str(value))
+            ]
         failures += self.extra_failures(news)
         inputs = self.normalised_inputs(dict(news)) if not failures else news
         return CheckResult(inputs, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Changes per :func:`mailplane.exchange.reconcile.decide_diff`; the connection URL never causes a diff."""
-        decision = decide_diff(
-            olds, news, update_in_place=self.update_keys, replace=("tenant_id", *self.replace_keys)
-        )
+        decision = decide_diff(olds, news, update_in_place=self.update_keys, replace=("tenant_id", *self.replace_keys))
         return DiffResult(
             changes=decision.has_changes,
             replaces=list(decision.replaces),

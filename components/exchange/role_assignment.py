@@ -9,16 +9,19 @@ another role or app replaces the assignment, deleting the old one first (the nam
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError
-from mailplane.exchange.models import RoleAssignment as AssignmentObject
 from mailplane.exchange.naming import MAX_NAME_LENGTH
 from mailplane.exchange.reconcile import mismatches
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.models import RoleAssignment as AssignmentObject
 
 __all__ = ["ManagementRoleAssignment", "ManagementRoleAssignmentProvider"]
 
@@ -43,7 +46,9 @@ class ManagementRoleAssignmentProvider(ExchangeProvider):
             failures.append(CheckFailure("name", f"{self.kind}: {name!r} is longer than {MAX_NAME_LENGTH} characters."))
         if is_known(role) and not str(role).startswith("Application "):
             failures.append(
-                CheckFailure("role", f"{self.kind}: {role!r} is not an application role (e.g. 'Application Mail.Send').")
+                CheckFailure(
+                    "role", f"{self.kind}: {role!r} is not an application role (e.g. 'Application Mail.Send')."
+                )
             )
         return failures
 
@@ -135,8 +140,10 @@ class ManagementRoleAssignment(Resource, module="exchange", name="ManagementRole
         admin_api_url: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """``app`` is the service principal's object id (its Exchange pointer must exist); ``role`` e.g.
-        ``"Application Mail.Send"``; ``custom_resource_scope`` the management scope's name.
+        """Assign ``role`` (e.g. ``"Application Mail.Send"``) to ``app`` within ``custom_resource_scope``.
+
+        ``app`` is the service principal's object id (its Exchange pointer must exist); ``custom_resource_scope`` is
+        the management scope's name.
         """
         super().__init__(
             ManagementRoleAssignmentProvider(),

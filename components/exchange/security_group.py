@@ -1,5 +1,6 @@
-"""A mail-enabled security group and its direct members (``New-DistributionGroup -Type Security``,
-``Add-/Remove-DistributionGroupMember``): the scope of a legacy application access policy.
+"""A mail-enabled security group and its direct members: the scope of a legacy application access policy.
+
+Cmdlets: ``New-DistributionGroup -Type Security``, ``Add-/Remove-DistributionGroupMember``.
 
 Entra (and pulumi-azuread) cannot make mail-enabled security groups, so Exchange does. Identity: the alias.
 Create checks every member exists first, then creates the group (or adopts a mail-enabled security group with that
@@ -12,17 +13,20 @@ stack.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.management_scope import require_recipients
 from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError, ExchangeNotFoundError
-from mailplane.exchange.client import ExchangeAdminClient
-from mailplane.exchange.models import DistributionGroup
 from mailplane.exchange.reconcile import member_changes
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.client import ExchangeAdminClient
+    from mailplane.exchange.models import DistributionGroup
 
 __all__ = ["MailSecurityGroup", "MailSecurityGroupProvider"]
 

@@ -1,5 +1,6 @@
-"""Exchange's service principal pointer (``New-ServicePrincipal -AppId -ObjectId``): RBAC for Applications assigns
-roles to this pointer, not to the Entra app directly.
+"""Exchange's service principal pointer (``New-ServicePrincipal -AppId -ObjectId``).
+
+RBAC for Applications assigns roles to this pointer, not to the Entra app directly.
 
 Identity: the Entra enterprise app's object id (the service principal's, not the app registration's). Create adopts
 an existing pointer for the same app and object id; a pointer for the same app with another object id is reported.
@@ -9,14 +10,17 @@ one pointer per app). Deleting a pointer also removes its role assignments in Ex
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError
-from mailplane.exchange.models import ServicePrincipalPointer as PointerObject
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mailplane.exchange.models import ServicePrincipalPointer as PointerObject
 
 __all__ = ["ServicePrincipalPointer", "ServicePrincipalPointerProvider"]
 

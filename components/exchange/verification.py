@@ -8,13 +8,15 @@ changes nothing in Exchange.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect
 from mailplane.exchange.verify import verify_scoping
+
+if TYPE_CHECKING:
+    import pulumi
 
 __all__ = ["ScopeVerification", "ScopeVerificationProvider"]
 
@@ -44,11 +46,21 @@ class ScopeVerificationProvider(ExchangeProvider):
         # A verification must never fail the deployment: a missing credential (azure-identity raises its own
         # errors), an unreachable endpoint or a cmdlet error all end up in the report instead.
         except Exception as error:  # noqa: BLE001
-            return {**base, "status": "error", "summary": f"verification could not run: {error}", "checks": [],
-                    "checked_at": None}
+            return {
+                **base,
+                "status": "error",
+                "summary": f"verification could not run: {error}",
+                "checks": [],
+                "checked_at": None,
+            }
         result = report.to_dict(just_applied=just_applied)
-        return {**base, "status": result["status"], "summary": result["summary"], "checks": result["checks"],
-                "checked_at": result["checkedAt"]}
+        return {
+            **base,
+            "status": result["status"],
+            "summary": result["summary"],
+            "checks": result["checks"],
+            "checked_at": result["checkedAt"],
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Run the checks right after the Exchange objects were written."""

@@ -36,7 +36,9 @@ def _app_id(app_id: str | None, outputs: Path | None) -> str:
         try:
             document = json.loads(outputs.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise click.UsageError(f"reading {outputs}: {error}. Pass the output of 'pulumi stack output --json'.")
+            raise click.UsageError(
+                f"reading {outputs}: {error}. Pass the output of 'pulumi stack output --json'."
+            ) from None
         value = str(document.get("clientId") or "") if isinstance(document, dict) else ""
         if not value:
             raise click.UsageError(f"{outputs}: no 'clientId' output. Pass --app-id instead.")
@@ -55,9 +57,13 @@ def _app_id(app_id: str | None, outputs: Path | None) -> str:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="A file holding 'pulumi stack output --json' (read for clientId).",
 )
-@click.option("--admin-api-url", help="Exchange admin API root (default: $MAILPLANE_EXCHANGE_ADMIN_URL or Microsoft's).")
+@click.option(
+    "--admin-api-url", help="Exchange admin API root (default: $MAILPLANE_EXCHANGE_ADMIN_URL or Microsoft's)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def doctor(stack_file: Path, app_id: str | None, outputs: Path | None, admin_api_url: str | None, as_json: bool) -> None:
+def doctor(
+    stack_file: Path, app_id: str | None, outputs: Path | None, admin_api_url: str | None, as_json: bool
+) -> None:
     """Check in Exchange Online that the app reaches exactly the mailboxes STACK_FILE scopes it to."""
     try:
         config = parse_tenant_config(load_stack_file(stack_file), source=str(stack_file))

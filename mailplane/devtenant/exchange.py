@@ -1,4 +1,4 @@
-"""The dev tenant's Exchange Online admin endpoint: ``POST /beta/{tenant}/InvokeCommand`` (mount it at ``/adminapi``).
+r"""The dev tenant's Exchange Online admin endpoint: ``POST /beta/{tenant}/InvokeCommand`` (mount it at ``/adminapi``).
 
 It answers the cmdlets mailplane runs with the shapes the real service uses: PascalCase rows in ``value``,
 ``@odata.nextLink`` paging honouring ``Prefer: odata.maxpagesize``, warnings in ``@adminapi.warnings``, and errors as
@@ -11,7 +11,7 @@ It answers the cmdlets mailplane runs with the shapes the real service uses: Pas
 Server-side behaviour mirrored from the service: scopes are OPATH filters evaluated per recipient, role assignments
 need an existing service principal pointer, role and scope, removing a pointer removes its assignments,
 ``Remove-Mailbox`` soft-deletes (the address stays taken until purged), ``Get-MailboxPermission`` includes the
-``NT AUTHORITY\\SELF`` entry, duplicate permission adds answer with a warning, and access policies evaluate
+``NT AUTHORITY\SELF`` entry, duplicate permission adds answer with a warning, and access policies evaluate
 Deny before Restrict.
 """
 
@@ -22,16 +22,19 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mailplane.devtenant.exchange_filters import FilterSyntaxError, compile_filter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import Request
 
 __all__ = [
     "APPLICATION_ROLES",
@@ -386,6 +389,13 @@ def _as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
+def _ace_missing(target: str, account: str) -> str:
+    return (
+        f'Can\'t remove the access control entry on the object "{target}" for account "{account}" because the ACE '
+        "doesn't exist on the object."
+    )
+
+
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -592,7 +602,7 @@ class _Cmdlets:
             if resource is not None:
                 if scope_name:
                     scope = org.scopes.get(scope_name.lower())
-                    in_scope = bool(scope) and compile_filter(scope["RecipientFilter"])(org.record(resource))
+                    in_scope = scope is not None and compile_filter(scope["RecipientFilter"])(org.record(resource))
                 else:
                     in_scope = True
             rows.append(
@@ -669,7 +679,7 @@ class _Cmdlets:
         if extra:
             raise CmdletError(
                 "System.Management.Automation.ParameterBindingException",
-                f"A parameter cannot be found that matches parameter name '{sorted(extra)[0]}'.",
+                f"A parameter cannot be found that matches parameter name '{min(extra)}'.",
             )
         row["Description"] = str(p.get("Description") or "")
         return [], []
@@ -904,10 +914,7 @@ class _Cmdlets:
         aces = org.full_access.get(mailbox.guid, [])
         remaining = [a for a in aces if a.user != user.guid]
         if len(remaining) == len(aces):
-            return [], [
-                f'Can\'t remove the access control entry on the object "{mailbox.name}" for account '
-                f'"{user.name}" because the ACE doesn\'t exist on the object.'
-            ]
+            return [], [_ace_missing(mailbox.name, user.name)]
         org.full_access[mailbox.guid] = remaining
         return [], []
 
@@ -966,10 +973,7 @@ class _Cmdlets:
         trustee = org.find(_require(p, "Trustee", "Remove-RecipientPermission"))
         trustees = org.send_as.get(target.guid, [])
         if trustee.guid not in trustees:
-            return [], [
-                f'Can\'t remove the access control entry on the object "{target.name}" for account '
-                f'"{trustee.name}" because the ACE doesn\'t exist on the object.'
-            ]
+            return [], [_ace_missing(target.name, trustee.name)]
         trustees.remove(trustee.guid)
         return [], []
 
@@ -995,56 +999,17 @@ def create_app(state: ExchangeAdminState | None = None) -> Starlette:
 
     async def invoke_command(request: Request) -> Response:
         tenant_key = request.path_params["tenant"].lower()
-        authorization = request.headers.get("authorization", "")
-        token = authorization[7:] if authorization.lower().startswith("bearer ") else ""
-        if token not in exchange_state.tokens:
-            return Response(
-                status_code=401,
-                headers={
-                    "WWW-Authenticate": 'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
-                    'error="invalid_token"',
-                    "x-ms-diagnostics": '2000001;reason="The access token is missing, expired or not issued for '
-                    'https://outlook.office365.com.";error_category="invalid_token"',
-                },
-            )
-        if not request.headers.get("x-anchormailbox"):
-            return _error_response(
-                CmdletError("Microsoft.Exchange.Admin.OData.Core.ODataServiceException", "X-AnchorMailbox is required.")
-            )
+        refusal = _refusal(request, exchange_state)
+        if refusal is not None:
+            return refusal
         try:
-            body = json.loads(await request.body())
-            cmdlet_input = body["CmdletInput"]
-            cmdlet = str(cmdlet_input["CmdletName"])
-            parameters = dict(cmdlet_input.get("Parameters") or {})
-        except (ValueError, KeyError, TypeError):
-            return _error_response(
-                CmdletError(
-                    "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
-                    'The request body must be {"CmdletInput": {"CmdletName": ..., "Parameters": {...}}}.',
-                )
-            )
-        with exchange_state.lock:
-            org = exchange_state.tenant(tenant_key)
-            first_page = "$skiptoken" not in request.query_params
-            if first_page:
-                exchange_state.calls.append(_CallRecord(tenant_key, cmdlet, parameters))
-            fault = exchange_state._fault_for(tenant_key, cmdlet) if first_page else None  # noqa: SLF001
-            if fault is not None and not fault.after_apply:
-                return _fault_response(fault)
-            handler = _handler(cmdlet)
-            if handler is None:
-                return _error_response(
-                    CmdletError(
-                        "System.Management.Automation.CommandNotFoundException",
-                        f"The term '{cmdlet}' is not recognized as a cmdlet the dev tenant serves.",
-                    )
-                )
-            try:
-                rows, warnings = handler(org, parameters)
-            except CmdletError as error:
-                return _error_response(error)
-            if fault is not None:
-                return _fault_response(fault)
+            cmdlet, parameters = _cmdlet_input(await request.body())
+        except CmdletError as error:
+            return _error_response(error)
+        outcome = _run_cmdlet(exchange_state, tenant_key, cmdlet, parameters, "$skiptoken" not in request.query_params)
+        if isinstance(outcome, Response):
+            return outcome
+        rows, warnings = outcome
         size = _page_size(request)
         offset = int(request.query_params.get("$skiptoken", "0") or 0)
         page: dict[str, Any] = {
@@ -1060,6 +1025,64 @@ def create_app(state: ExchangeAdminState | None = None) -> Starlette:
     app = Starlette(routes=[Route("/beta/{tenant}/InvokeCommand", invoke_command, methods=["POST"])])
     app.state.exchange = exchange_state
     return app
+
+
+def _run_cmdlet(
+    state: ExchangeAdminState, tenant_key: str, cmdlet: str, parameters: dict[str, Any], first_page: bool
+) -> Response | tuple[list[dict[str, Any]], list[str]]:
+    """Log the call, apply an injected fault, run the cmdlet; an error answer or ``(rows, warnings)``."""
+    with state.lock:
+        org = state.tenant(tenant_key)
+        if first_page:  # Later pages re-run the same cmdlet to slice it; they are not new calls.
+            state.calls.append(_CallRecord(tenant_key, cmdlet, parameters))
+        fault = state._fault_for(tenant_key, cmdlet) if first_page else None  # noqa: SLF001 - the state's own helper.
+        if fault is not None and not fault.after_apply:
+            return _fault_response(fault)
+        handler = _handler(cmdlet)
+        if handler is None:
+            return _error_response(
+                CmdletError(
+                    "System.Management.Automation.CommandNotFoundException",
+                    f"The term '{cmdlet}' is not recognized as a cmdlet the dev tenant serves.",
+                )
+            )
+        try:
+            result = handler(org, parameters)
+        except CmdletError as error:
+            return _error_response(error)
+        return _fault_response(fault) if fault is not None else result
+
+
+def _refusal(request: Request, state: ExchangeAdminState) -> Response | None:
+    """The answer to a request without an accepted bearer token or without X-AnchorMailbox; None when it may pass."""
+    authorization = request.headers.get("authorization", "")
+    token = authorization[7:] if authorization.lower().startswith("bearer ") else ""
+    if token not in state.tokens:
+        return Response(
+            status_code=401,
+            headers={
+                "WWW-Authenticate": 'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", error="invalid_token"',
+                "x-ms-diagnostics": '2000001;reason="The access token is missing, expired or not issued for '
+                'https://outlook.office365.com.";error_category="invalid_token"',
+            },
+        )
+    if not request.headers.get("x-anchormailbox"):
+        return _error_response(
+            CmdletError("Microsoft.Exchange.Admin.OData.Core.ODataServiceException", "X-AnchorMailbox is required.")
+        )
+    return None
+
+
+def _cmdlet_input(raw: bytes) -> tuple[str, dict[str, Any]]:
+    try:
+        body = json.loads(raw)
+        cmdlet_input = body["CmdletInput"]
+        return str(cmdlet_input["CmdletName"]), dict(cmdlet_input.get("Parameters") or {})
+    except (ValueError, KeyError, TypeError):
+        raise CmdletError(
+            "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
+            'The request body must be {"CmdletInput": {"CmdletName": ..., "Parameters": {...}}}.',
+        ) from None
 
 
 def _fault_response(fault: Fault) -> Response:

@@ -20,8 +20,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import httpx
 
@@ -40,6 +39,9 @@ from mailplane.exchange.models import (
     RoleAssignment,
     ServicePrincipalPointer,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -195,7 +197,7 @@ class ExchangeAdminClient:
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> ExchangeAdminClient:
+    def __enter__(self) -> Self:
         """Use as a context manager."""
         return self
 

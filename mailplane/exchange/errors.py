@@ -103,21 +103,27 @@ def parse_failure(status: int, body: bytes | str | None, diagnostics: str | None
     return CmdletFailure(status=status, code=code, exception_type=exception_type, message=message.strip())
 
 
+_ADVICE: dict[type[ExchangeError], str] = {
+    ExchangeAccessDeniedError: (
+        "The deployer identity needs the Exchange.ManageAsApp application permission (Office 365 Exchange "
+        "Online) and the Exchange Administrator role or a role group that holds this cmdlet; see docs/exchange.md."
+    ),
+    ExchangeNotFoundError: "Check the name or address; it may have been deleted outside Pulumi (run 'pulumi refresh').",
+    ExchangeConflictError: (
+        "Another object already uses that name or address; rename one of them or import the existing object."
+    ),
+}
+_REJECTED_CREDENTIAL_ADVICE = (
+    "The token was rejected: check the tenant id and that the credential is for the Office 365 Exchange "
+    "Online resource (scope https://outlook.office365.com/.default)."
+)
+
+
 def _what_to_do(error_class: type[ExchangeError], failure: CmdletFailure) -> str:
-    if error_class is ExchangeAccessDeniedError:
-        if failure.status == 401:  # noqa: PLR2004
-            return (
-                "The token was rejected: check the tenant id and that the credential is for the Office 365 Exchange "
-                "Online resource (scope https://outlook.office365.com/.default)."
-            )
-        return (
-            "The deployer identity needs the Exchange.ManageAsApp application permission (Office 365 Exchange "
-            "Online) and the Exchange Administrator role or a role group that holds this cmdlet; see docs/exchange.md."
-        )
-    if error_class is ExchangeNotFoundError:
-        return "Check the name or address; it may have been deleted outside Pulumi (run 'pulumi refresh')."
-    if error_class is ExchangeConflictError:
-        return "Another object already uses that name or address; rename one of them or import the existing object."
+    if error_class is ExchangeAccessDeniedError and failure.status == 401:  # noqa: PLR2004
+        return _REJECTED_CREDENTIAL_ADVICE
+    if error_class in _ADVICE:
+        return _ADVICE[error_class]
     if failure.status == 429:  # noqa: PLR2004
         return "Exchange is throttling this tenant; wait a few minutes and run again."
     if failure.status >= 500:  # noqa: PLR2004

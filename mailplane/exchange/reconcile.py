@@ -1,12 +1,15 @@
-"""Decisions the Exchange providers make, as plain functions: what changed, what forces a replacement, whether an
-existing object can be adopted, and how a member list must change. Pure: no Pulumi, no I/O.
+"""Decisions the Exchange providers make, as plain functions. Pure: no Pulumi, no I/O.
+
+What changed, what forces a replacement, whether an existing object can be adopted, how a member list must change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "DiffDecision",

@@ -17,14 +17,17 @@ mailbox not reachable), while live Graph calls may still be refused until the ca
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mailplane.exceptions import ExchangeError
-from mailplane.exchange.client import ExchangeAdminClient
-from mailplane.exchange.models import AccessPolicyCheck, AuthorizationCheck
-from mailplane.grants import Grants
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from mailplane.exchange.client import ExchangeAdminClient
+    from mailplane.exchange.models import AccessPolicyCheck, AuthorizationCheck
+    from mailplane.grants import Grants
 
 __all__ = [
     "PROPAGATION_NOTE",
@@ -36,7 +39,7 @@ __all__ = [
     "verify_scoping",
 ]
 
-PROPAGATION_NOTE = "pending: Exchange applies changes within 30 min–2 h"
+PROPAGATION_NOTE = "pending: Exchange applies changes within 30 min–2 h"  # noqa: RUF001 - an en dash, on purpose.
 _ACCESS = "access"  # The one "role" of access-policy mode: the app may reach the mailbox.
 
 Outcome = Literal["as-expected", "unexpected", "error"]
@@ -157,7 +160,9 @@ def judge_access_policy(mailbox: str, expected_roles: Sequence[str], check: Acce
     """Compare ``Test-ApplicationAccessPolicy`` with whether the app should reach the mailbox."""
     want = bool(expected_roles)
     if check.granted == want:
-        return MailboxCheck(mailbox, tuple(expected_roles), "as-expected", f"AccessCheckResult {check.access_check_result}")
+        return MailboxCheck(
+            mailbox, tuple(expected_roles), "as-expected", f"AccessCheckResult {check.access_check_result}"
+        )
     return MailboxCheck(
         mailbox,
         tuple(expected_roles),

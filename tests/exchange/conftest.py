@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 from starlette.applications import Starlette
@@ -12,6 +12,9 @@ from starlette.routing import Mount
 from mailplane.devtenant.exchange import DEFAULT_TOKEN, ExchangeAdminState, create_app
 from mailplane.devtenant.server import BackgroundServer
 from mailplane.exchange.client import ExchangeAdminClient, StaticTokenCredential
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 APP_ID = "aaaaaaaa-0000-4000-8000-000000000001"

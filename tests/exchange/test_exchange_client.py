@@ -122,9 +122,19 @@ def test_write__429_with_retry_after__retried():
 
 
 def test_read__not_found_in_a_500_body__not_retried():
-    body = {"error": {"code": "InternalServerError", "message": "Error executing cmdlet", "details": [
-        {"code": "Client", "message": "Ex6F9304|Microsoft.Exchange.Configuration.Tasks."
-                                      "ManagementObjectNotFoundException|The operation couldn't be performed."}]}}
+    body = {
+        "error": {
+            "code": "InternalServerError",
+            "message": "Error executing cmdlet",
+            "details": [
+                {
+                    "code": "Client",
+                    "message": "Ex6F9304|Microsoft.Exchange.Configuration.Tasks."
+                    "ManagementObjectNotFoundException|The operation couldn't be performed.",
+                }
+            ],
+        }
+    }
     client, recorder = recording_client(httpx.Response(500, json=body))
     with pytest.raises(ExchangeNotFoundError):
         client.get_mailbox("x")
@@ -140,8 +150,12 @@ def test_write__connection_refused__retried_because_nothing_was_sent():
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(200, json={"value": []})
 
-    client = ExchangeAdminClient(StaticTokenCredential("t"), tenant_id=TENANT, retry_backoff_seconds=0.0,
-                                 http_client=httpx.Client(transport=httpx.MockTransport(refuse_then_answer)))
+    client = ExchangeAdminClient(
+        StaticTokenCredential("t"),
+        tenant_id=TENANT,
+        retry_backoff_seconds=0.0,
+        http_client=httpx.Client(transport=httpx.MockTransport(refuse_then_answer)),
+    )
     client.delete_management_scope("x")
     assert len(attempts) == 2
 
@@ -153,8 +167,12 @@ def test_write__read_timeout__not_retried():
         attempts.append(request)
         raise httpx.ReadTimeout("slow", request=request)
 
-    client = ExchangeAdminClient(StaticTokenCredential("t"), tenant_id=TENANT, retry_backoff_seconds=0.0,
-                                 http_client=httpx.Client(transport=httpx.MockTransport(time_out)))
+    client = ExchangeAdminClient(
+        StaticTokenCredential("t"),
+        tenant_id=TENANT,
+        retry_backoff_seconds=0.0,
+        http_client=httpx.Client(transport=httpx.MockTransport(time_out)),
+    )
     with pytest.raises(ExchangeError, match=r"running New-Mailbox on 'sales': could not reach .*may or may not"):
         client.create_shared_mailbox("sales", "Sales", "sales", "sales@contoso.com")
     assert len(attempts) == 1
@@ -164,9 +182,21 @@ def test_write__read_timeout__not_retried():
 
 
 def test_error__details_message__split_into_type_and_text():
-    body = json.dumps({"error": {"code": "BadRequest", "message": "Error executing cmdlet", "details": [
-        {"code": "Client", "message": "Ex1|Microsoft.Exchange.Data.Directory.ProxyAddressExistsException|"
-                                      "The proxy address \"SMTP:a@b.com\" is already being used."}]}})
+    body = json.dumps(
+        {
+            "error": {
+                "code": "BadRequest",
+                "message": "Error executing cmdlet",
+                "details": [
+                    {
+                        "code": "Client",
+                        "message": "Ex1|Microsoft.Exchange.Data.Directory.ProxyAddressExistsException|"
+                        'The proxy address "SMTP:a@b.com" is already being used.',
+                    }
+                ],
+            }
+        }
+    )
     error = error_from_response("New-Mailbox", "a", 400, body)
     assert isinstance(error, ExchangeConflictError)
     assert error.exception_type == "Microsoft.Exchange.Data.Directory.ProxyAddressExistsException"
@@ -178,8 +208,12 @@ def test_error__details_message__split_into_type_and_text():
 
 
 def test_error__no_details__falls_back_to_inner_exception_then_message():
-    inner = {"error": {"message": "Error executing cmdlet", "innererror": {"internalexception": {
-        "message": "Inner text", "type": "Microsoft.Exchange.X.YException"}}}}
+    inner = {
+        "error": {
+            "message": "Error executing cmdlet",
+            "innererror": {"internalexception": {"message": "Inner text", "type": "Microsoft.Exchange.X.YException"}},
+        }
+    }
     assert parse_failure(400, json.dumps(inner)).message == "Inner text"
     assert parse_failure(400, json.dumps({"error": {"message": "Only this"}})).message == "Only this"
 

@@ -38,7 +38,10 @@ def tenant_config(mode="rbac", **extra):
         "credentials": {"clientSecret": {"anchorDate": "2026-01-01"}},
     }
     if mode == "tenant-wide":
-        raw["scoping"] = {"mode": mode, "tenantWideAcknowledgement": "this app may read and send as every mailbox in the tenant"}
+        raw["scoping"] = {
+            "mode": mode,
+            "tenantWideAcknowledgement": "this app may read and send as every mailbox in the tenant",
+        }
     raw.update(extra)
     return raw
 
@@ -64,13 +67,16 @@ def by_type(monitor, name):
 
 
 def build_scope(mode):
-    from components.mailbox_scope import MailboxScope, MailboxScopeArgs
+    from components.mailbox_scope import MailboxScope, MailboxScopeArgs  # noqa: PLC0415 - after set_mocks.
 
     grants = compute_grants(parse_tenant_config(tenant_config(mode), today=TODAY))
     return MailboxScope(
         "contoso",
-        MailboxScopeArgs(grants=grants, app_id="aaaaaaaa-0000-4000-8000-000000000001",
-                         service_principal_object_id="bbbbbbbb-0000-4000-8000-000000000001"),
+        MailboxScopeArgs(
+            grants=grants,
+            app_id="aaaaaaaa-0000-4000-8000-000000000001",
+            service_principal_object_id="bbbbbbbb-0000-4000-8000-000000000001",
+        ),
     )
 
 
@@ -89,8 +95,10 @@ def test_mailbox_scope__rbac_with_two_mailbox_sets__pointer_one_scope_per_set_on
         "mailplane-contoso-mail.readwrite": ["support@contoso.com"],
         "mailplane-contoso-mail.send": ["lms-noreply@contoso.com"],
     }
-    assignments = {(r.inputs["name"], r.inputs["role"], r.inputs["custom_resource_scope"])
-                   for r in by_type(mocks, "ManagementRoleAssignment")}
+    assignments = {
+        (r.inputs["name"], r.inputs["role"], r.inputs["custom_resource_scope"])
+        for r in by_type(mocks, "ManagementRoleAssignment")
+    }
     assert assignments == {
         ("mailplane-contoso-mail.readwrite", "Application Mail.ReadWrite", "mailplane-contoso-mail.readwrite"),
         ("mailplane-contoso-mail.send", "Application Mail.Send", "mailplane-contoso-mail.send"),
@@ -101,7 +109,9 @@ def test_mailbox_scope__rbac_with_two_mailbox_sets__pointer_one_scope_per_set_on
         "lms-noreply@contoso.com": ["Application Mail.Send"],
         "support@contoso.com": ["Application Mail.ReadWrite"],
     }
-    assert all(r.parent.endswith("mailplane:mailbox_scope:MailboxScope::contoso") for r in by_type(mocks, "ManagementScope"))
+    assert all(
+        r.parent.endswith("mailplane:mailbox_scope:MailboxScope::contoso") for r in by_type(mocks, "ManagementScope")
+    )
 
 
 def test_mailbox_scope__access_policy__group_with_scoped_mailboxes_and_restrict_policy(mocks):
@@ -125,29 +135,39 @@ def test_mailbox_scope__tenant_wide__declares_nothing_and_says_so(mocks):
 
 
 def test_shared_mailbox__default__mailbox_retained_on_delete_and_one_member_per_user(mocks):
-    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs
+    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs  # noqa: PLC0415 - after set_mocks.
 
     config = parse_tenant_config(tenant_config(), today=TODAY)
     pulumi.runtime.test(
-        lambda: SharedMailbox("support", SharedMailboxArgs(tenant_id=config.tenant_id,
-                                                           mailbox=config.shared_mailboxes[0])).urn
+        lambda: (
+            SharedMailbox(
+                "support", SharedMailboxArgs(tenant_id=config.tenant_id, mailbox=config.shared_mailboxes[0])
+            ).urn
+        )
     )()
     [mailbox] = by_type(mocks, "SharedMailbox")
     assert (mailbox.name, mailbox.inputs["remove_on_delete"]) == ("support-mailbox", False)
     [member] = by_type(mocks, "MailboxMember")
     assert member.name == "support-member-alice-contoso-com"
-    assert (member.inputs["full_access"], member.inputs["send_as"], member.inputs["auto_mapping"]) == (True, True, False)
+    assert (member.inputs["full_access"], member.inputs["send_as"], member.inputs["auto_mapping"]) == (
+        True,
+        True,
+        False,
+    )
 
 
 def test_shared_mailbox__create_false__only_members_declared(mocks):
-    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs
+    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs  # noqa: PLC0415 - after set_mocks.
 
     raw = tenant_config()
     raw["mailboxes"]["shared"][0]["create"] = False
     config = parse_tenant_config(raw, today=TODAY)
     pulumi.runtime.test(
-        lambda: SharedMailbox("support", SharedMailboxArgs(tenant_id=config.tenant_id,
-                                                           mailbox=config.shared_mailboxes[0])).urn
+        lambda: (
+            SharedMailbox(
+                "support", SharedMailboxArgs(tenant_id=config.tenant_id, mailbox=config.shared_mailboxes[0])
+            ).urn
+        )
     )()
     assert exchange_types(mocks) == ["MailboxMember"]
 

@@ -56,18 +56,32 @@ def test_unknown_object__error_body_in_the_service_shape(emulator):
 
 
 def test_unknown_role__role_assignment_rejected(emulator):
-    post(emulator, "New-ServicePrincipal", {"AppId": "aaaaaaaa-0000-4000-8000-000000000001",
-                                            "ObjectId": "bbbbbbbb-0000-4000-8000-000000000001"})
-    response = post(emulator, "New-ManagementRoleAssignment",
-                    {"Role": "Application Mail.Teleport", "App": "bbbbbbbb-0000-4000-8000-000000000001"})
-    assert 'The role "Application Mail.Teleport" couldn\'t be found.' in response.json()["error"]["details"][0]["message"]
+    post(
+        emulator,
+        "New-ServicePrincipal",
+        {"AppId": "aaaaaaaa-0000-4000-8000-000000000001", "ObjectId": "bbbbbbbb-0000-4000-8000-000000000001"},
+    )
+    response = post(
+        emulator,
+        "New-ManagementRoleAssignment",
+        {"Role": "Application Mail.Teleport", "App": "bbbbbbbb-0000-4000-8000-000000000001"},
+    )
+    assert (
+        'The role "Application Mail.Teleport" couldn\'t be found.' in response.json()["error"]["details"][0]["message"]
+    )
 
 
 def test_access_policy__shared_mailbox_as_scope__rejected_as_not_a_security_principal(emulator):
     post(emulator, "New-Mailbox", {"Shared": True, "Name": "support", "PrimarySmtpAddress": "support@contoso.com"})
-    response = post(emulator, "New-ApplicationAccessPolicy", {
-        "AppId": ["aaaaaaaa-0000-4000-8000-000000000001"], "PolicyScopeGroupId": "support@contoso.com",
-        "AccessRight": "RestrictAccess"})
+    response = post(
+        emulator,
+        "New-ApplicationAccessPolicy",
+        {
+            "AppId": ["aaaaaaaa-0000-4000-8000-000000000001"],
+            "PolicyScopeGroupId": "support@contoso.com",
+            "AccessRight": "RestrictAccess",
+        },
+    )
     assert response.status_code == 400
     assert "must be a security principal" in response.text
 
@@ -87,10 +101,14 @@ def test_removed_mailbox__soft_deleted_keeps_address_until_purged(emulator):
     assert post(emulator, "Get-Mailbox", {"Identity": "support@contoso.com"}).status_code == 400
     soft = post(emulator, "Get-Mailbox", {"Identity": "support@contoso.com", "SoftDeletedMailbox": True}).json()
     assert soft["value"][0]["IsSoftDeletedByRemove"] is True
-    again = post(emulator, "New-Mailbox", {"Shared": True, "Name": "support2", "PrimarySmtpAddress": "support@contoso.com"})
+    again = post(
+        emulator, "New-Mailbox", {"Shared": True, "Name": "support2", "PrimarySmtpAddress": "support@contoso.com"}
+    )
     assert "ProxyAddressExistsException" in again.text
     post(emulator, "Remove-Mailbox", {"Identity": "support@contoso.com", "PermanentlyDelete": True})
-    created = post(emulator, "New-Mailbox", {"Shared": True, "Name": "support2", "PrimarySmtpAddress": "support@contoso.com"})
+    created = post(
+        emulator, "New-Mailbox", {"Shared": True, "Name": "support2", "PrimarySmtpAddress": "support@contoso.com"}
+    )
     assert created.status_code == 200
 
 

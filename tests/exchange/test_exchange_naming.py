@@ -51,8 +51,9 @@ def test_bounded_name__over_64__prefix_plus_stable_hash_within_limit():
 
 
 def test_decide_diff__only_update_keys_differ__update_in_place():
-    decision = decide_diff({"name": "a", "filter": "x"}, {"name": "A", "filter": "y"},
-                           update_in_place=["filter"], replace=["name"])
+    decision = decide_diff(
+        {"name": "a", "filter": "x"}, {"name": "A", "filter": "y"}, update_in_place=["filter"], replace=["name"]
+    )
     assert (decision.changed, decision.replaces) == (("filter",), ())
 
 

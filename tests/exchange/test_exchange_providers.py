@@ -100,7 +100,7 @@ def test_pointer__renamed_and_then_deleted_out_of_band__read_reports_both(emulat
 
 def test_pointer__display_name_changes__updates_in_place_and_other_app_replaces(emulator):
     provider = ServicePrincipalPointerProvider()
-    inputs, created = lifecycle_outs(provider, sp_props(emulator))
+    _inputs, created = lifecycle_outs(provider, sp_props(emulator))
     news = prepared(provider, sp_props(emulator, display_name="Contoso LMS (prod)"))
     diff = provider.diff(created.id, created.outs, news)
     assert (diff.changes, diff.replaces) == (True, [])
@@ -142,8 +142,9 @@ def test_scope__created_then_created_again__filter_built_from_mailboxes_and_adop
     )
     second = provider.create(inputs)
     assert (first.id, second.outs["adopted"]) == ("mailplane-contoso", True)
-    assert emulator.client().get_management_scope("mailplane-contoso").recipient_restriction_filter == (
-        inputs["recipient_restriction_filter"]
+    assert (
+        emulator.client().get_management_scope("mailplane-contoso").recipient_restriction_filter
+        == (inputs["recipient_restriction_filter"])
     )
 
 
@@ -223,7 +224,8 @@ def ra_props(emulator, **overrides):
     return emulator.props(**values)
 
 
-def test_assignment__created_then_created_again__explicit_name_found_and_adopted(emulator, pointer_and_scopes):
+@pytest.mark.usefixtures("pointer_and_scopes")
+def test_assignment__created_then_created_again__explicit_name_found_and_adopted(emulator):
     provider = ManagementRoleAssignmentProvider()
     inputs, first = lifecycle_outs(provider, ra_props(emulator))
     second = provider.create(inputs)
@@ -238,7 +240,7 @@ def test_assignment__same_name_other_role__create_reports_conflict(emulator, poi
         "mailplane-contoso-mail.send", "Application Mail.ReadWrite", SP_OBJECT_ID, "mailplane-contoso"
     )
     provider = ManagementRoleAssignmentProvider()
-    with pytest.raises(ExchangeConflictError, match="role: want 'Application Mail.Send', found 'Application Mail"):
+    with pytest.raises(ExchangeConflictError, match=r"role: want 'Application Mail\.Send', found 'Application Mail"):
         provider.create(prepared(provider, ra_props(emulator)))
 
 
@@ -255,7 +257,8 @@ def test_assignment__rescoped_then_removed_out_of_band__read_reports_drift_then_
     assert provider.read(created.id, created.outs).id == ""
 
 
-def test_assignment__role_changes__replaced_deleting_first(emulator, pointer_and_scopes):
+@pytest.mark.usefixtures("pointer_and_scopes")
+def test_assignment__role_changes__replaced_deleting_first(emulator):
     provider = ManagementRoleAssignmentProvider()
     _, created = lifecycle_outs(provider, ra_props(emulator))
     news = prepared(provider, ra_props(emulator, role="Application Mail.ReadWrite"))
@@ -353,8 +356,12 @@ def scope_group(emulator):
 
 
 def aap_props(emulator, **overrides):
-    values = {"app_id": APP_ID, "group": "mailplane-contoso-scope", "access_right": "RestrictAccess",
-              "description": "mailplane: Contoso LMS"}
+    values = {
+        "app_id": APP_ID,
+        "group": "mailplane-contoso-scope",
+        "access_right": "RestrictAccess",
+        "description": "mailplane: Contoso LMS",
+    }
     values.update(overrides)
     return emulator.props(**values)
 
@@ -389,7 +396,8 @@ def test_policy__description_changed_then_policy_removed_out_of_band__drift_then
     assert provider.read(created.id, created.outs).id == ""
 
 
-def test_policy__only_description_updates_in_place_anything_else_replaces(emulator, scope_group):
+@pytest.mark.usefixtures("scope_group")
+def test_policy__only_description_updates_in_place_anything_else_replaces(emulator):
     provider = ApplicationAccessPolicyProvider()
     _, created = lifecycle_outs(provider, aap_props(emulator))
     described = prepared(provider, aap_props(emulator, description="new words"))
@@ -531,12 +539,16 @@ def member_props(emulator, **overrides):
     return emulator.props(**values)
 
 
-def test_member__created_then_created_again__full_access_without_automapping_and_idempotent(emulator, support_mailbox):
+@pytest.mark.usefixtures("support_mailbox")
+def test_member__created_then_created_again__full_access_without_automapping_and_idempotent(emulator):
     provider = MailboxMemberProvider()
     inputs, first = lifecycle_outs(provider, member_props(emulator, send_as=True))
     second = provider.create(inputs)
-    assert (first.id, first.outs["full_access"], first.outs["send_as"]) == ("support@contoso.com/alice@contoso.com",
-                                                                              True, True)
+    assert (first.id, first.outs["full_access"], first.outs["send_as"]) == (
+        "support@contoso.com/alice@contoso.com",
+        True,
+        True,
+    )
     assert second.outs == first.outs
     org = emulator.state.tenant(TENANT)
     mailbox = org.find("support@contoso.com")
@@ -557,7 +569,8 @@ def test_member__send_as_removed_then_all_rights_removed_out_of_band__drift_then
     assert provider.read(created.id, created.outs).id == ""
 
 
-def test_member__automapping_turned_on__full_access_re_added_with_it(emulator, support_mailbox):
+@pytest.mark.usefixtures("support_mailbox")
+def test_member__automapping_turned_on__full_access_re_added_with_it(emulator):
     provider = MailboxMemberProvider()
     _, created = lifecycle_outs(provider, member_props(emulator))
     news = prepared(provider, member_props(emulator, auto_mapping=True))
@@ -567,14 +580,17 @@ def test_member__automapping_turned_on__full_access_re_added_with_it(emulator, s
     assert [ace.auto_mapping for ace in org.full_access[org.find("support@contoso.com").guid]] == [True]
 
 
-def test_member__other_user__replaced(emulator, support_mailbox):
+@pytest.mark.usefixtures("support_mailbox")
+def test_member__other_user__replaced(emulator):
     provider = MailboxMemberProvider()
     _, created = lifecycle_outs(provider, member_props(emulator))
-    assert provider.diff(created.id, created.outs, prepared(provider, member_props(emulator, user="bob@contoso.com"))
-                         ).replaces == ["user"]
+    assert provider.diff(
+        created.id, created.outs, prepared(provider, member_props(emulator, user="bob@contoso.com"))
+    ).replaces == ["user"]
 
 
-def test_member__unknown_user__create_fails_clearly_and_grants_nothing(emulator, support_mailbox):
+@pytest.mark.usefixtures("support_mailbox")
+def test_member__unknown_user__create_fails_clearly_and_grants_nothing(emulator):
     provider = MailboxMemberProvider()
     with pytest.raises(ExchangeNotFoundError) as caught:
         provider.create(prepared(provider, member_props(emulator, user="nobody@contoso.com")))
@@ -598,3 +614,35 @@ def test_member__deleted__rights_removed_and_mailbox_kept(emulator, support_mail
 def test_member__neither_right__check_fails(emulator):
     result = MailboxMemberProvider().check({}, member_props(emulator, full_access=False, send_as=False))
     assert [f.property for f in result.failures] == ["full_access"]
+
+
+# -- a whole rbac apply interrupted mid-way -------------------------------------------------------------------------
+
+
+def test_rbac_apply__assignment_fails_mid_apply__rerun_adopts_what_exists_and_finishes(emulator):
+    steps = [
+        (ServicePrincipalPointerProvider(), sp_props(emulator)),
+        (ManagementScopeProvider(), scope_props(emulator)),
+        (ManagementRoleAssignmentProvider(), ra_props(emulator)),
+    ]
+    emulator.state.inject_fault(
+        Fault(
+            "New-ManagementRoleAssignment",
+            status=400,
+            exception_type="Microsoft.Exchange.Configuration.Tasks.TaskException",
+            message="The operation couldn't be completed.",
+        )
+    )
+    for provider, props in steps[:2]:
+        provider.create(prepared(provider, props))
+    provider, props = steps[2]
+    inputs = prepared(provider, props)
+    with pytest.raises(ExchangeError, match=r"running New-ManagementRoleAssignment on 'mailplane-contoso-mail\.send'"):
+        provider.create(inputs)
+    rerun = [provider.create(prepared(provider, props)) for provider, props in steps]
+    assert [r.outs["adopted"] for r in rerun] == [True, True, False]
+    called = emulator.state.cmdlets_called()
+    assert (called.count("New-ServicePrincipal"), called.count("New-ManagementScope")) == (1, 1)
+    assert [
+        c.in_scope for c in emulator.client().test_service_principal_authorization(APP_ID, "lms-noreply@contoso.com")
+    ] == [True]

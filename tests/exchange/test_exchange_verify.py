@@ -25,7 +25,7 @@ SEND = "Application Mail.Send"
 READ_WRITE = "Application Mail.ReadWrite"
 
 
-def row(role, in_scope, scope="mailplane-contoso"):
+def row(role, *, in_scope, scope="mailplane-contoso"):
     return AuthorizationCheck(role, role.removeprefix("Application "), scope, "CustomRecipientScope", in_scope)
 
 
@@ -33,12 +33,12 @@ def row(role, in_scope, scope="mailplane-contoso"):
 
 
 def test_judge_rbac__scoped_mailbox_in_scope_of_its_role__as_expected():
-    check = judge_rbac("lms@contoso.com", [SEND], [row(SEND, True), row(READ_WRITE, False)])
+    check = judge_rbac("lms@contoso.com", [SEND], [row(SEND, in_scope=True), row(READ_WRITE, in_scope=False)])
     assert (check.outcome, check.detail) == ("as-expected", "in scope of Application Mail.Send")
 
 
 def test_judge_rbac__scoped_mailbox_outside_scope__unexpected_names_the_role():
-    check = judge_rbac("lms@contoso.com", [SEND], [row(SEND, False)])
+    check = judge_rbac("lms@contoso.com", [SEND], [row(SEND, in_scope=False)])
     assert (check.outcome, check.detail) == ("unexpected", "outside the scope of: Application Mail.Send")
 
 
@@ -47,7 +47,7 @@ def test_judge_rbac__role_missing__unexpected_says_not_assigned():
 
 
 def test_judge_rbac__out_of_scope_mailbox_reachable_org_wide__unexpected_names_role_and_scope():
-    check = judge_rbac("ceo@contoso.com", [], [row(SEND, True, scope="Organization")])
+    check = judge_rbac("ceo@contoso.com", [], [row(SEND, in_scope=True, scope="Organization")])
     assert check.detail == "reachable through Application Mail.Send (scope Organization) but must not be"
     assert check.expected == "out-of-scope"
 
@@ -89,18 +89,25 @@ def apply(provider, props):
 
 @pytest.fixture
 def rbac_applied(emulator):
-    apply(ServicePrincipalPointerProvider(),
-          emulator.props(app_id=APP_ID, object_id=SP_OBJECT_ID, display_name="Contoso LMS"))
+    apply(
+        ServicePrincipalPointerProvider(),
+        emulator.props(app_id=APP_ID, object_id=SP_OBJECT_ID, display_name="Contoso LMS"),
+    )
     apply(ManagementScopeProvider(), emulator.props(name="mailplane-contoso", mailboxes=["lms-noreply@contoso.com"]))
-    apply(ManagementRoleAssignmentProvider(), emulator.props(
-        name="mailplane-contoso-mail.send", role=SEND, app=SP_OBJECT_ID, custom_resource_scope="mailplane-contoso"))
+    apply(
+        ManagementRoleAssignmentProvider(),
+        emulator.props(
+            name="mailplane-contoso-mail.send", role=SEND, app=SP_OBJECT_ID, custom_resource_scope="mailplane-contoso"
+        ),
+    )
     return emulator
 
 
 def verification_props(emulator, mode="rbac"):
     roles = [SEND] if mode == "rbac" else ["access"]
-    return emulator.props(mode=mode, app_id=APP_ID, expectations={"lms-noreply@contoso.com": roles,
-                                                                 "ceo@contoso.com": []}, triggers=[])
+    return emulator.props(
+        mode=mode, app_id=APP_ID, expectations={"lms-noreply@contoso.com": roles, "ceo@contoso.com": []}, triggers=[]
+    )
 
 
 def test_verification__rbac_just_applied__pending_propagation_without_waiting(rbac_applied):
@@ -108,7 +115,7 @@ def test_verification__rbac_just_applied__pending_propagation_without_waiting(rb
     assert created.outs["status"] == "pending-propagation"
     assert created.outs["summary"] == (
         "configured: 1 mailbox(es) in scope, the out-of-scope mailbox denied; pending: Exchange applies changes "
-        "within 30 min–2 h (run 'mailplane doctor' later to re-check)"
+        "within 30 min–2 h (run 'mailplane doctor' later to re-check)"  # noqa: RUF001 - the en dash is intended.
     )
     assert [(c["mailbox"], c["outcome"]) for c in created.outs["checks"]] == [
         ("lms-noreply@contoso.com", "as-expected"),
@@ -134,10 +141,19 @@ def test_verification__exchange_refuses_the_test__recorded_as_error_not_raised(r
 
 
 def test_verification__access_policy_applied__granted_in_scope_denied_outside(emulator):
-    apply(MailSecurityGroupProvider(), emulator.props(alias="mailplane-contoso-scope", name="mailplane-contoso-scope",
-                                                      display_name="scope", members=["lms-noreply@contoso.com"]))
-    apply(ApplicationAccessPolicyProvider(), emulator.props(app_id=APP_ID, group="mailplane-contoso-scope",
-                                                            access_right="RestrictAccess", description="d"))
+    apply(
+        MailSecurityGroupProvider(),
+        emulator.props(
+            alias="mailplane-contoso-scope",
+            name="mailplane-contoso-scope",
+            display_name="scope",
+            members=["lms-noreply@contoso.com"],
+        ),
+    )
+    apply(
+        ApplicationAccessPolicyProvider(),
+        emulator.props(app_id=APP_ID, group="mailplane-contoso-scope", access_right="RestrictAccess", description="d"),
+    )
     created = apply(ScopeVerificationProvider(), verification_props(emulator, mode="access-policy"))
     assert created.outs["status"] == "pending-propagation"
 
@@ -149,7 +165,10 @@ def write_stack(tmp_path, mode="rbac"):
     stack = tmp_path / "Pulumi.contoso.yaml"
     scoping = {"mode": mode, "outOfScopeMailbox": "ceo@contoso.com"}
     if mode == "tenant-wide":
-        scoping = {"mode": mode, "tenantWideAcknowledgement": "this app may read and send as every mailbox in the tenant"}
+        scoping = {
+            "mode": mode,
+            "tenantWideAcknowledgement": "this app may read and send as every mailbox in the tenant",
+        }
     config = {
         "mailplane:tenant": {"id": TENANT, "primaryDomain": "contoso.com"},
         "mailplane:app": {"displayName": "Contoso LMS"},
@@ -162,7 +181,8 @@ def write_stack(tmp_path, mode="rbac"):
     return stack
 
 
-def test_doctor__rbac_configured__exit_0_and_lists_each_mailbox(rbac_applied, tmp_path):
+@pytest.mark.usefixtures("rbac_applied")
+def test_doctor__rbac_configured__exit_0_and_lists_each_mailbox(tmp_path):
     result = CliRunner().invoke(main, ["doctor", str(write_stack(tmp_path)), "--app-id", APP_ID])
     assert result.exit_code == 0, result.output
     assert "  [ok] lms-noreply@contoso.com (in-scope): in scope of Application Mail.Send" in result.output
@@ -181,13 +201,15 @@ def test_doctor__assignment_removed__exit_1_with_the_reason(rbac_applied, tmp_pa
     assert details["lms-noreply@contoso.com"] == "role not assigned: Application Mail.Send"
 
 
-def test_doctor__no_app_id__usage_error_exit_2(emulator, tmp_path):
+@pytest.mark.usefixtures("emulator")
+def test_doctor__no_app_id__usage_error_exit_2(tmp_path):
     result = CliRunner().invoke(main, ["doctor", str(write_stack(tmp_path))])
     assert result.exit_code == 2
     assert "Pass --app-id <client id> or --outputs" in result.output
 
 
-def test_doctor__tenant_wide__exit_1_says_nothing_is_scoped(emulator, tmp_path):
+@pytest.mark.usefixtures("emulator")
+def test_doctor__tenant_wide__exit_1_says_nothing_is_scoped(tmp_path):
     result = CliRunner().invoke(main, ["doctor", str(write_stack(tmp_path, "tenant-wide")), "--app-id", APP_ID])
     assert result.exit_code == 1
     assert "the app reaches EVERY mailbox" in result.output
