@@ -102,6 +102,8 @@ class MailboxScope(pulumi.ComponentResource):
         self.pointer, self.scopes, self.role_assignments = None, {}, []
         self.group, self.access_policy, self.verification_check = None, None, None
         written: list[pulumi.CustomResource] = []
+        # What the verification must be re-run for: any change to who is in scope, with which role.
+        triggers: list[pulumi.Input[Any]] = []
 
         if grants.scoping_mode == "rbac" and grants.exchange_roles:
             self.pointer = ServicePrincipalPointer(
@@ -124,6 +126,7 @@ class MailboxScope(pulumi.ComponentResource):
                     **connection,
                 )
                 written.append(self.scopes[mailboxes])
+                triggers.append(self.scopes[mailboxes].recipient_restriction_filter)
             for role in grants.exchange_roles:
                 scope = self.scopes[tuple(sorted(m.lower() for m in role.mailboxes))]
                 assignment = ManagementRoleAssignment(
@@ -137,6 +140,7 @@ class MailboxScope(pulumi.ComponentResource):
                 )
                 self.role_assignments.append(assignment)
                 written.append(assignment)
+                triggers.append(assignment.custom_resource_scope)
 
         elif grants.scoping_mode == "access-policy" and grants.scoped_mailboxes:
             alias = access_policy_group_alias(base, args.access_policy_group_alias)
@@ -157,6 +161,7 @@ class MailboxScope(pulumi.ComponentResource):
                 **connection,
             )
             written += [self.group, self.access_policy]
+            triggers += [self.group.members, self.access_policy.identity]
 
         expectations = expectations_from_grants(grants)
         if args.verify and written and expectations:
@@ -165,7 +170,7 @@ class MailboxScope(pulumi.ComponentResource):
                 mode=grants.scoping_mode,
                 app_id=args.app_id,
                 expectations={mailbox: list(roles) for mailbox, roles in expectations.items()},
-                triggers=[resource.id for resource in written],
+                triggers=[*[resource.id for resource in written], *triggers],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=written),
                 **connection,
             )

@@ -8,12 +8,13 @@ changes nothing in Exchange.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
 
 from components.exchange.provider_base import ExchangeProvider, connect
-from mailplane.exchange.verify import verify_scoping
+from mailplane.exchange.verify import PROPAGATION_WINDOW, verify_scoping
 
 if TYPE_CHECKING:
     import pulumi
@@ -22,14 +23,14 @@ __all__ = ["ScopeVerification", "ScopeVerificationProvider"]
 
 
 class ScopeVerificationProvider(ExchangeProvider):
-    """Runs the checks; stores ``status``, ``summary``, ``checks`` and ``checked_at``."""
+    """Runs the checks; stores ``status``, ``summary``, ``checks``, ``checked_at`` and ``applied_at``."""
 
     kind = "Exchange scoping verification"
     update_keys = ("expectations", "triggers", "mode", "app_id")
     required_keys = ("mode", "app_id")
     guid_keys = ("app_id",)
 
-    def _run(self, props: dict[str, Any], *, just_applied: bool) -> dict[str, Any]:
+    def _run(self, props: dict[str, Any], *, applied_at: str) -> dict[str, Any]:
         expectations = {str(k): list(v or []) for k, v in (props.get("expectations") or {}).items()}
         base = {
             **self.connection(props),
@@ -37,7 +38,9 @@ class ScopeVerificationProvider(ExchangeProvider):
             "app_id": props["app_id"],
             "expectations": expectations,
             "triggers": props.get("triggers") or [],
+            "applied_at": applied_at,
         }
+        just_applied = _within_propagation_window(applied_at)
         try:
             with connect(props) as client:
                 report = verify_scoping(
@@ -64,20 +67,31 @@ class ScopeVerificationProvider(ExchangeProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Run the checks right after the Exchange objects were written."""
-        return CreateResult(f"verification-{props['app_id']}", self._run(props, just_applied=True))
+        return CreateResult(f"verification-{props['app_id']}", self._run(props, applied_at=_now()))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """Re-run on refresh: a later refresh shows whether the configuration still holds."""
-        previous = props.get("status")
-        outs = self._run(props, just_applied=previous == "pending-propagation")
-        return ReadResult(id_, outs)
+        """Re-run on refresh; "pending-propagation" turns into "configured" two hours after the last change."""
+        return ReadResult(id_, self._run(props, applied_at=str(props.get("applied_at") or _now())))
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Re-run after the Exchange objects changed."""
-        return UpdateResult(self._run(news, just_applied=True))
+        return UpdateResult(self._run(news, applied_at=_now()))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Nothing to remove in Exchange."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def _within_propagation_window(applied_at: str) -> bool:
+    """True until two hours after the change: Exchange's cache may still serve the old permissions."""
+    try:
+        applied = dt.datetime.fromisoformat(applied_at)
+    except ValueError:
+        return True
+    return dt.datetime.now(dt.UTC) - applied < PROPAGATION_WINDOW
 
 
 class ScopeVerification(Resource, module="exchange", name="ScopeVerification"):
@@ -87,6 +101,7 @@ class ScopeVerification(Resource, module="exchange", name="ScopeVerification"):
     summary: pulumi.Output[str]
     checks: pulumi.Output[list[dict[str, Any]]]
     checked_at: pulumi.Output[str]
+    applied_at: pulumi.Output[str]
 
     def __init__(
         self,
@@ -115,6 +130,7 @@ class ScopeVerification(Resource, module="exchange", name="ScopeVerification"):
                 "summary": None,
                 "checks": None,
                 "checked_at": None,
+                "applied_at": None,
             },
             opts,
         )

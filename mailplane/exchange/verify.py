@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROPAGATION_NOTE",
+    "PROPAGATION_WINDOW",
     "MailboxCheck",
     "VerificationReport",
     "expectations_from_grants",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 PROPAGATION_NOTE = "pending: Exchange applies changes within 30 min–2 h"  # noqa: RUF001 - an en dash, on purpose.
+PROPAGATION_WINDOW = dt.timedelta(hours=2)
+"""How long after a change Exchange may still apply the old permissions (RBAC for Applications: 30 min to 2 h)."""
 _ACCESS = "access"  # The one "role" of access-policy mode: the app may reach the mailbox.
 
 Outcome = Literal["as-expected", "unexpected", "error"]

@@ -232,3 +232,18 @@ def test_integration__tenant_wide__no_scoping_objects_only_shared_mailboxes(tmp_
     assert plan_exchange_types(plan) == ["MailboxMember", "SharedMailbox"]
     assert entra_application_grants(plan) == ["Mail.ReadWrite", "Mail.Send"]
     assert plan.outputs["exchangeVerification"]["status"] == "not-applicable"
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        (
+            "example-outbound-send",
+            ["ManagementRoleAssignment", "ManagementScope", "ScopeVerification", "ServicePrincipalPointer"],
+        ),
+        ("example-delegated-graph-sync", []),
+    ],
+)
+def test_plan__example_stacks__list_their_exchange_objects(stack, expected):
+    plan = plan_stack(ROOT / "stacks" / f"Pulumi.{stack}.yaml", project_dir=ROOT, today=TODAY)
+    assert plan_exchange_types(plan) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -213,3 +214,13 @@ def test_doctor__tenant_wide__exit_1_says_nothing_is_scoped(tmp_path):
     result = CliRunner().invoke(main, ["doctor", str(write_stack(tmp_path, "tenant-wide")), "--app-id", APP_ID])
     assert result.exit_code == 1
     assert "the app reaches EVERY mailbox" in result.output
+
+
+def test_verification__refreshed_more_than_two_hours_after_apply__configured_no_longer_pending(rbac_applied):
+    provider = ScopeVerificationProvider()
+    created = apply(provider, verification_props(rbac_applied))
+    three_hours_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(microsecond=0).isoformat()
+    refreshed = provider.read(created.id, {**created.outs, "applied_at": three_hours_ago})
+    assert refreshed.outs["status"] == "configured"
+    assert refreshed.outs["applied_at"] == three_hours_ago
+    assert refreshed.outs["summary"].endswith("changes made in the last 2 h may not reach Microsoft Graph yet")
