@@ -171,6 +171,7 @@ class TenantExchange:
         self.policies: dict[str, dict[str, Any]] = {}  # identity -> row
         self.full_access: dict[str, list[_Ace]] = {}  # mailbox guid -> ACEs
         self.send_as: dict[str, list[str]] = {}  # mailbox guid -> trustee guids
+        self.missing_roles: set[str] = set()  # cmdlets the calling app has no Exchange role for (lower case)
         self._sid_counter = itertools.count(1001)
 
     # -- directory helpers ---------------------------------------------------------------------------------------
@@ -322,6 +323,16 @@ class ExchangeAdminState:
         with self.lock:
             org = self.tenant(tenant_id)
             return org.mailbox_row(org.add_user_mailbox(address, display_name))
+
+    def deny_cmdlets(self, tenant_id: str, *cmdlets: str) -> None:
+        """Make the caller lack the Exchange role for ``cmdlets`` in this tenant (403 until :meth:`allow_cmdlets`)."""
+        with self.lock:
+            self.tenant(tenant_id).missing_roles.update(c.lower() for c in cmdlets)
+
+    def allow_cmdlets(self, tenant_id: str, *cmdlets: str) -> None:
+        """Give back the role for ``cmdlets``."""
+        with self.lock:
+            self.tenant(tenant_id).missing_roles.difference_update(c.lower() for c in cmdlets)
 
     def inject_fault(self, fault: Fault) -> Fault:
         """Make a future call fail (see :class:`Fault`)."""
@@ -1038,6 +1049,8 @@ def _run_cmdlet(
         fault = state._fault_for(tenant_key, cmdlet) if first_page else None  # noqa: SLF001 - the state's own helper.
         if fault is not None and not fault.after_apply:
             return _fault_response(fault)
+        if cmdlet.lower() in org.missing_roles:
+            return _fault_response(Fault.forbidden(cmdlet))
         handler = _handler(cmdlet)
         if handler is None:
             return _error_response(

@@ -156,3 +156,13 @@ def test_filter__supported_operators__evaluated_case_insensitively(text, expecte
 def test_filter__invalid__syntax_error(text):
     with pytest.raises(FilterSyntaxError):
         compile_filter(text)
+
+
+def test_missing_role__403_with_empty_body_and_reason_until_given_back(emulator):
+    emulator.state.deny_cmdlets(TENANT, "New-ManagementRoleAssignment")
+    denied = post(emulator, "New-ManagementRoleAssignment", {"Role": "Application Mail.Send", "App": "x"})
+    assert (denied.status_code, denied.content) == (403, b"")
+    assert "does not have the role required to run New-ManagementRoleAssignment" in denied.headers["x-ms-diagnostics"]
+    emulator.state.allow_cmdlets(TENANT, "New-ManagementRoleAssignment")
+    allowed = post(emulator, "New-ManagementRoleAssignment", {"Role": "Application Mail.Send", "App": "x"})
+    assert allowed.status_code == 400  # Now it runs, and the pointer "x" does not exist.
