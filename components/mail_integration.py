@@ -16,7 +16,7 @@ from components.federated_credential import FederatedCredentials, FederatedCrede
 from components.graph_consent import GraphAdminConsent, GraphAdminConsentArgs
 from components.mailbox_scope import MailboxScope, MailboxScopeArgs
 from components.microsoft_graph import lookup_microsoft_graph
-from components.shared_mailbox import SharedMailbox, SharedMailboxArgs
+from components.shared_mailbox import SharedMailbox, SharedMailboxArgs, address_slug
 from mailplane.grants import Grants, compute_grants
 from mailplane.tenant import TenantConfig
 
@@ -38,8 +38,7 @@ class MailIntegrationArgs:
 
 
 class MailIntegration(pulumi.ComponentResource):
-    """One tenant's mail integration: app registration, Graph admin consent, credentials, Exchange scoping and
-    shared mailboxes.
+    """One tenant's mail integration: Entra app, Graph consent, credentials, Exchange scoping, shared mailboxes.
 
     The grants come from :func:`mailplane.grants.compute_grants`, the same function the offline plan, the audit and
     the policy pack use. With ``rbac`` scoping no mailbox-scopable permission is consented in Entra; Exchange RBAC
@@ -74,9 +73,7 @@ class MailIntegration(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self, providers={"azuread": self.provider})
         graph = lookup_microsoft_graph(pulumi.InvokeOutputOptions(parent=self, provider=self.provider))
-        deployer = azuread.get_client_config_output(
-            opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider)
-        )
+        deployer = azuread.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider))
 
         self.registration = AppRegistration(
             name,
@@ -145,21 +142,20 @@ class MailIntegration(pulumi.ComponentResource):
                 FederatedCredentialsArgs(application_id=self.application.id, credentials=config.federated),
                 child,
             )
-        self.credential_expiries = (
-            pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
-        )
+        self.credential_expiries = pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
 
         # Exchange Online: shared mailboxes first (scopes and groups may only name existing recipients), then the
         # scoping objects of the chosen mode. Exchange objects are named after the stack (`name`), so each tenant's
-        # objects are found again by the next run.
+        # objects are found again by the next run; shared mailboxes are named after their address, so removing one
+        # from the list never renames (and so replaces) the others.
         exchange = pulumi.ResourceOptions(parent=self)
         self.shared_mailboxes = [
             SharedMailbox(
-                f"{name}-shared-{index}",
+                f"{name}-shared-{address_slug(mailbox.address)}",
                 SharedMailboxArgs(tenant_id=config.tenant_id, mailbox=mailbox),
                 exchange,
             )
-            for index, mailbox in enumerate(config.shared_mailboxes)
+            for mailbox in config.shared_mailboxes
         ]
         self.mailbox_scope = MailboxScope(
             f"{name}-exchange",

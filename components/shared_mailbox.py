@@ -14,7 +14,7 @@ from components.exchange.mailbox_member import MailboxMember
 if TYPE_CHECKING:
     from mailplane.tenant import SharedMailbox as SharedMailboxConfig
 
-__all__ = ["SharedMailbox", "SharedMailboxArgs"]
+__all__ = ["SharedMailbox", "SharedMailboxArgs", "address_slug"]
 
 
 @dataclass
@@ -34,7 +34,8 @@ class SharedMailboxArgs:
     """Exchange admin API root. Default: ``MAILPLANE_EXCHANGE_ADMIN_URL`` when set, else Microsoft's endpoint."""
 
 
-def _slug(address: str) -> str:
+def address_slug(address: str) -> str:
+    """An address as a Pulumi name part: ``agent.one@fabrikam.com`` -> ``agent-one-fabrikam-com``."""
     return re.sub(r"[^a-z0-9]+", "-", address.lower()).strip("-")
 
 
@@ -65,7 +66,7 @@ class SharedMailbox(pulumi.ComponentResource):
         member_opts = pulumi.ResourceOptions(parent=self, depends_on=[self.mailbox] if self.mailbox else [])
         self.members = [
             MailboxMember(
-                f"{name}-member-{_slug(member.user)}",
+                f"{name}-member-{address_slug(member.user)}",
                 mailbox=self.mailbox.address if self.mailbox else config.address,
                 user=member.user,
                 full_access=member.full_access,
