@@ -7,7 +7,7 @@ import logging
 
 import httpx
 import pytest
-from conftest import TENANT
+from exchange_tenant import TENANT
 
 from mailplane.devtenant.exchange import Fault
 from mailplane.exceptions import (

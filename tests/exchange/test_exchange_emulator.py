@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import TENANT
+from exchange_tenant import TENANT
 
 from mailplane.devtenant.exchange import DEFAULT_TOKEN, Fault
 from mailplane.devtenant.exchange_filters import FilterSyntaxError, compile_filter

@@ -8,7 +8,7 @@ import importlib
 
 import dill
 import pytest
-from conftest import APP_ID, SP_OBJECT_ID, TENANT
+from exchange_tenant import APP_ID, SP_OBJECT_ID, TENANT
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.exchange.access_policy import ApplicationAccessPolicyProvider

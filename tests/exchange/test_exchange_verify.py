@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import APP_ID, SP_OBJECT_ID, TENANT
+from exchange_tenant import APP_ID, SP_OBJECT_ID, TENANT
 
 from components.exchange.access_policy import ApplicationAccessPolicyProvider
 from components.exchange.management_scope import ManagementScopeProvider
