@@ -24,6 +24,7 @@ __all__ = [
     "PRESETS",
     "TENANT_KEYS",
     "TENANT_WIDE_ACKNOWLEDGEMENT",
+    "UNREADABLE_SECRET",
     "CertificateSettings",
     "ClientSecretSettings",
     "FederatedCredentialSettings",
@@ -66,6 +67,11 @@ PRESETS: dict[str, tuple[tuple[str, PermissionType], ...]] = {
 }
 # Presets whose application permissions are scoped to which declared mailboxes.
 PRESET_MAILBOXES = {"outbound-send": "designated", "inbound-import": "shared"}
+
+
+UNREADABLE_SECRET = "mailplane:unreadable-secret"
+"""What a ``secure:`` stack value becomes where it cannot be decrypted (the offline plan): consumers treat it as
+"known only at deploy time" instead of parsing it."""
 
 
 @dataclass(frozen=True)
