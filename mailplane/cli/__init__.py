@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "main"]
 
 # name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
+    "audit": "mailplane.cli.audit:audit",
     "plan": "mailplane.cli.plan:plan",
 }
 
