@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "audit": "mailplane.cli.audit:audit",
     "credentials": "mailplane.cli.credentials:credentials",
     "plan": "mailplane.cli.plan:plan",
+    "validate": "mailplane.cli.validate:validate",
 }
 
 
