@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mailplane.exceptions import TenantConfigError
 from mailplane.tenant import load_stack_file, parse_tenant_config
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import datetime as dt
