@@ -205,7 +205,9 @@ def _granted_as(grants: Grants, name: str, type_: str) -> tuple[str, str]:
 def _permissions(grants: Grants | None) -> dict[tuple[str, str], tuple[str, str]]:
     if grants is None:
         return {}
-    found = {(g.name, g.type): _granted_as(grants, g.name, g.type) for g in (*grants.application, *grants.delegated)}
+    found: dict[tuple[str, str], tuple[str, str]] = {
+        (g.name, g.type): _granted_as(grants, g.name, g.type) for g in (*grants.application, *grants.delegated)
+    }
     for role in grants.exchange_roles:
         found[(role.permission, "application")] = _granted_as(grants, role.permission, "application")
     return found
