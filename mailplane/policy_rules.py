@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from mailplane.permissions import Permission, catalog
 from mailplane.rotation import add_months, secret_generations
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping
 
     from mailplane.tenant import TenantConfig
 
@@ -296,8 +297,10 @@ def _application_violations(props: Mapping[str, Any], settings: PolicySettings) 
         PolicyViolation(SINGLE_TENANT_AUDIENCE.name, m)
         for m in sign_in_audience_violations(app, props.get("signInAudience"), settings.multi_tenant_apps)
     ]
-    if "owners" not in props or isinstance(props.get("owners"), list):
-        found += [PolicyViolation(APP_OWNERS.name, m) for m in owner_violations(app, props.get("owners") or [])]
+    owners = props.get("owners") or []
+    # CrossGuard hands lists over as read-only Sequence proxies, not lists.
+    if isinstance(owners, Sequence) and not isinstance(owners, str):
+        found += [PolicyViolation(APP_OWNERS.name, m) for m in owner_violations(app, list(owners))]
     return found
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pulumi.runtime import rpc
 from pulumi_policy import (
     PolicyCustomTimeouts,
     PolicyResource,
@@ -23,6 +24,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 from stack_copies import ROOT, TODAY, example_names, planned_resources, write_stack_copy
 
 from mailplane.permissions import catalog
@@ -60,7 +62,11 @@ def _options() -> PolicyResourceOptions:
 def run_policies(
     resources: list[tuple[str, str, str, dict[str, Any]]], config: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, list[str]]:
-    """Every policy over every resource, as the engine would: violations by policy name."""
+    """Every policy over every resource, as the analyzer would: violations by policy name.
+
+    Like the analyzer, props are wrapped in pulumi_policy's unknown-checking proxy (lists and dicts become read-only
+    Sequence/Mapping proxies that raise UnknownValueError on an unknown value).
+    """
     config = config or {}
     found: dict[str, list[str]] = {}
     for name, policy in POLICIES.items():
@@ -72,13 +78,19 @@ def run_policies(
         if isinstance(policy, ResourceValidationPolicy):
             for typ, resource_name, urn, props in resources:
                 args = ResourceValidationArgs(
-                    typ, props, urn, resource_name, _options(), None, config=config.get(name, {})
+                    typ,
+                    unknown_checking_proxy(props),
+                    urn,
+                    resource_name,
+                    _options(),
+                    None,
+                    config=config.get(name, {}),
                 )
                 policy.validate(args, report)
         else:
             assert isinstance(policy, StackValidationPolicy)
             stack = [
-                PolicyResource(typ, props, urn, resource_name, _options(), None, None, [], {})
+                PolicyResource(typ, unknown_checking_proxy(props), urn, resource_name, _options(), None, None, [], {})
                 for typ, resource_name, urn, props in resources
             ]
             policy.validate(StackValidationArgs(stack, config=config.get(name, {})), report)
@@ -307,3 +319,11 @@ def test_pack_entry_point__builds_the_pack_only_when_run__main_calls_build_polic
     assert "build_policies()" in main
     assert "name: python" in yaml_text
     assert not Path(ROOT / "policy" / "__init__.py").exists()
+
+
+def test_secret_lifetime__end_date_unknown_in_preview__left_to_the_analyzer():
+    resources = example_resources("example-outbound-send")
+    only(resources, PASSWORD)[0]["endDate"] = rpc.UNKNOWN
+
+    with pytest.raises(UnknownValueError):
+        run_policies(resources)
