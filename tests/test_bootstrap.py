@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import runpy
 import sys
 from typing import Any
 
@@ -147,3 +148,29 @@ def test_bootstrap_project__own_pulumi_yaml_and_entry_point():
 
     assert "name: mailplane-bootstrap" in project
     assert "DeployerIdentity(" in (BOOTSTRAP / "__main__.py").read_text(encoding="utf-8")
+
+
+def test_bootstrap_main__stack_config__one_credential_per_environment_and_exports():
+    mocks = TenantMocks()
+    monitor = RecordingMonitor(mocks)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project="mailplane-bootstrap", stack="contoso", preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(
+        {
+            "mailplane-bootstrap:tenantId": "11111111-1111-1111-1111-111111111111",
+            "mailplane-bootstrap:githubRepository": "contoso/mail-integrations",
+            "mailplane-bootstrap:githubEnvironments": '["production"]',
+        }
+    )
+    sys.path.insert(0, str(BOOTSTRAP))
+    try:
+        pulumi.runtime.test(lambda: runpy.run_path(str(BOOTSTRAP / "__main__.py"))["deployer"].client_id)()
+    finally:
+        sys.path.remove(str(BOOTSTRAP))
+        pulumi.runtime.set_all_config({})
+
+    subjects = sorted(r.inputs["subject"] for r in monitor.recorded if r.type.endswith("FederatedIdentityCredential"))
+    (app,) = [r.inputs for r in monitor.recorded if r.type == "azuread:index/application:Application"]
+    assert subjects == ["repo:contoso/mail-integrations:environment:production"]
+    assert (app["displayName"], app["owners"]) == ("mailplane deployer", [])
