@@ -17,7 +17,10 @@ __all__ = ["COMMANDS", "main"]
 
 # name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
+    "audit": "mailplane.cli.audit:audit",
+    "credentials": "mailplane.cli.credentials:credentials",
     "plan": "mailplane.cli.plan:plan",
+    "validate": "mailplane.cli.validate:validate",
 }
 
 
