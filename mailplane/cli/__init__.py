@@ -19,6 +19,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "audit": "mailplane.cli.audit:audit",
     "credentials": "mailplane.cli.credentials:credentials",
+    "demo": "mailplane.cli.demo:demo",
     "plan": "mailplane.cli.plan:plan",
     "validate": "mailplane.cli.validate:validate",
 }
