@@ -150,9 +150,9 @@ class OfflineTenantMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         """The invokes mailplane makes: Microsoft Graph's service principal and the deployer's identity."""
-        if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":
+        if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":  # noqa: S105 - invoke token.
             return _graph_service_principal()
-        if args.token == "azuread:index/getClientConfig:getClientConfig":
+        if args.token == "azuread:index/getClientConfig:getClientConfig":  # noqa: S105 - invoke token.
             return {"clientId": _fake_id("deployer-client"), "objectId": _fake_id("deployer"), "tenantId": ""}
         return {}
 
@@ -169,9 +169,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         """Register as the mock monitor does, then record what was registered."""
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = {
-                k: v for k, v in rpc.deserialize_properties(request.object).items() if k != "__provider"
-            }
+            inputs = {k: v for k, v in rpc.deserialize_properties(request.object).items() if k != "__provider"}
             self.recorded.append(
                 PlannedResource(
                     urn=response.urn,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailplane.permission_table import preset_table_markdown  # noqa: E402
+from mailplane.permission_table import preset_table_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"(<!-- preset-table:begin -->\n).*?(<!-- preset-table:end -->)", re.DOTALL)

@@ -12,7 +12,13 @@ from tests.conftest import REPO_ROOT
 
 def test_catalog__rebuilt_from_microsoft_data__identical_to_committed(shared_dir):
     result = subprocess.run(
-        [sys.executable, "scripts/build_catalog.py", "--check", "--data", str(shared_dir / "data" / "graph-permissions")],
+        [
+            sys.executable,
+            "scripts/build_catalog.py",
+            "--check",
+            "--data",
+            str(shared_dir / "data" / "graph-permissions"),
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ Failures name the resource URN. Every test that asserts inside an Output is deco
 from __future__ import annotations
 
 import datetime as dt
-
 import subprocess
 import sys
 

@@ -89,7 +89,7 @@ def test_program_itself__bad_config_reaches_it__fails_with_same_message(tmp_path
     """The program, not only the plan's pre-check, stops on a bad stack file (as it would under `pulumi up`)."""
     import mailplane.plan as plan_module
 
-    monkeypatch.setattr(plan_module, "parse_tenant_config", lambda *a, **k: None)
+    monkeypatch.setattr(plan_module, "parse_tenant_config", lambda *_args, **_kwargs: None)
     project = tmp_path / "project"
     shutil.copytree(REPO_ROOT, project, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "*.pyc"))
     broken = project / "stacks" / "Pulumi.broken.yaml"

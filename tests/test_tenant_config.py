@@ -139,8 +139,15 @@ def test_acknowledgement_with_rbac__validated__conflict_named():
 def test_federated_credential_with_personal_accounts__validated__conflict_named():
     raw = changed(
         app__signInAudience="AzureADandPersonalMicrosoftAccount",
-        credentials={"federated": [{"name": "gh", "issuer": "https://token.actions.githubusercontent.com",
-                                    "subject": "repo:o/r:environment:prod"}]},
+        credentials={
+            "federated": [
+                {
+                    "name": "gh",
+                    "issuer": "https://token.actions.githubusercontent.com",
+                    "subject": "repo:o/r:environment:prod",
+                }
+            ]
+        },
     )
     assert problems_of(raw) == [
         "mailplane:credentials.federated: federated credentials are not supported for apps with signInAudience "

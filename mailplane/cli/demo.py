@@ -18,8 +18,8 @@ def _heading(number: int, title: str) -> None:
 
 
 def _plan_examples(project_dir: Path, today: dt.date) -> None:
-    from mailplane.cli.plan import render_plan  # noqa: PLC0415
-    from mailplane.plan import plan_stack  # noqa: PLC0415
+    from mailplane.cli.plan import render_plan
+    from mailplane.plan import plan_stack
 
     for stack_file in sorted((project_dir / "stacks").glob("Pulumi.example-*.yaml")):
         plan = plan_stack(stack_file, project_dir=project_dir, today=today)
@@ -32,9 +32,9 @@ def _plan_examples(project_dir: Path, today: dt.date) -> None:
 
 
 def _credentials(project_dir: Path, today: dt.date) -> None:
-    from mailplane.cli.credentials import render_text  # noqa: PLC0415
-    from mailplane.credential_expiry import credential_expiries  # noqa: PLC0415
-    from mailplane.tenant import load_stack_file, parse_tenant_config  # noqa: PLC0415
+    from mailplane.cli.credentials import render_text
+    from mailplane.credential_expiry import credential_expiries
+    from mailplane.tenant import load_stack_file, parse_tenant_config
 
     found = []
     sources = {}
@@ -56,7 +56,7 @@ STEPS: list[tuple[str, Callable[[Path, dt.date], None]]] = [
 @click.option("--project", type=click.Path(path_type=Path, file_okay=False), help="Folder with Pulumi.yaml.")
 def demo(project: Path | None) -> None:
     """Run the main job offline: plan the example stacks, then drive the runtime against the local dev tenant."""
-    from mailplane.plan import find_project_dir  # noqa: PLC0415
+    from mailplane.plan import find_project_dir
 
     project_dir = project or find_project_dir(Path.cwd())
     today = dt.datetime.now(dt.UTC).date()
