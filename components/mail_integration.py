@@ -73,7 +73,9 @@ class MailIntegration(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self, providers={"azuread": self.provider})
         graph = lookup_microsoft_graph(pulumi.InvokeOutputOptions(parent=self, provider=self.provider))
-        deployer = azuread.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider))
+        deployer = azuread.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider)
+        )
 
         self.registration = AppRegistration(
             name,
@@ -142,7 +144,9 @@ class MailIntegration(pulumi.ComponentResource):
                 FederatedCredentialsArgs(application_id=self.application.id, credentials=config.federated),
                 child,
             )
-        self.credential_expiries = pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
+        self.credential_expiries = (
+            pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
+        )
 
         # Exchange Online: shared mailboxes first (scopes and groups may only name existing recipients), then the
         # scoping objects of the chosen mode. Exchange objects are named after the stack (`name`), so each tenant's

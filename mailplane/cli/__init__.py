@@ -17,8 +17,12 @@ __all__ = ["COMMANDS", "main"]
 
 # name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
+    "audit": "mailplane.cli.audit:audit",
+    "credentials": "mailplane.cli.credentials:credentials",
+    "demo": "mailplane.cli.demo:demo",
     "doctor": "mailplane.cli.doctor:doctor",
     "plan": "mailplane.cli.plan:plan",
+    "validate": "mailplane.cli.validate:validate",
 }
 
 
