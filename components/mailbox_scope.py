@@ -181,7 +181,12 @@ class MailboxScope(pulumi.ComponentResource):
                 checked_at=self.verification_check.checked_at,
             ).apply(dict)
         else:
-            reason = "tenant-wide: nothing is scoped" if grants.scoping_mode == "tenant-wide" else "not verified"
+            if grants.scoping_mode == "tenant-wide":
+                reason = "tenant-wide: nothing is scoped"
+            elif not written:
+                reason = "nothing to scope: the app holds no application mail permission"
+            else:
+                reason = "verification turned off (MailboxScopeArgs.verify)"
             self.verification = pulumi.Output.from_input({"status": "not-applicable", "summary": reason})
 
         self.register_outputs({"mode": grants.scoping_mode, "verification": self.verification})

@@ -67,7 +67,7 @@ def by_type(monitor, name):
 
 
 def build_scope(mode):
-    from components.mailbox_scope import MailboxScope, MailboxScopeArgs  # noqa: PLC0415 - after set_mocks.
+    from components.mailbox_scope import MailboxScope, MailboxScopeArgs
 
     grants = compute_grants(parse_tenant_config(tenant_config(mode), today=TODAY))
     return MailboxScope(
@@ -135,7 +135,7 @@ def test_mailbox_scope__tenant_wide__declares_nothing_and_says_so(mocks):
 
 
 def test_shared_mailbox__default__mailbox_retained_on_delete_and_one_member_per_user(mocks):
-    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs  # noqa: PLC0415 - after set_mocks.
+    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs
 
     config = parse_tenant_config(tenant_config(), today=TODAY)
     pulumi.runtime.test(
@@ -157,7 +157,7 @@ def test_shared_mailbox__default__mailbox_retained_on_delete_and_one_member_per_
 
 
 def test_shared_mailbox__create_false__only_members_declared(mocks):
-    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs  # noqa: PLC0415 - after set_mocks.
+    from components.shared_mailbox import SharedMailbox, SharedMailboxArgs
 
     raw = tenant_config()
     raw["mailboxes"]["shared"][0]["create"] = False
