@@ -309,6 +309,11 @@ class ExchangeAdminClient:
             )
         return rows[0]
 
+    def _created(self, cmdlet: str, parameters: Mapping[str, Any], read_back: Any) -> dict[str, Any]:
+        # New-* cmdlets normally answer with the new object; if one answers with an empty value, read it back.
+        rows = self.invoke(cmdlet, parameters)
+        return rows[0] if rows else read_back().raw
+
     # -- service principal pointers ------------------------------------------------------------------------------
 
     def get_service_principal(self, identity: str) -> ServicePrincipalPointer:
@@ -321,7 +326,11 @@ class ExchangeAdminClient:
 
     def create_service_principal(self, app_id: str, object_id: str, display_name: str) -> ServicePrincipalPointer:
         """``New-ServicePrincipal``: point Exchange at an Entra enterprise app (its SP object id, not the app's)."""
-        row = self._one("New-ServicePrincipal", {"AppId": app_id, "ObjectId": object_id, "DisplayName": display_name})
+        row = self._created(
+            "New-ServicePrincipal",
+            {"AppId": app_id, "ObjectId": object_id, "DisplayName": display_name},
+            lambda: self.get_service_principal(object_id),
+        )
         return ServicePrincipalPointer.from_row(row)
 
     def set_service_principal(self, identity: str, display_name: str) -> ServicePrincipalPointer:
@@ -341,8 +350,10 @@ class ExchangeAdminClient:
 
     def create_management_scope(self, name: str, recipient_restriction_filter: str) -> ManagementScope:
         """``New-ManagementScope -RecipientRestrictionFilter`` (never exclusive: exclusive scopes do not limit apps)."""
-        row = self._one(
-            "New-ManagementScope", {"Name": name, "RecipientRestrictionFilter": recipient_restriction_filter}
+        row = self._created(
+            "New-ManagementScope",
+            {"Name": name, "RecipientRestrictionFilter": recipient_restriction_filter},
+            lambda: self.get_management_scope(name),
         )
         return ManagementScope.from_row(row)
 
@@ -370,9 +381,10 @@ class ExchangeAdminClient:
 
     def create_role_assignment(self, name: str, role: str, app: str, custom_resource_scope: str) -> RoleAssignment:
         """``New-ManagementRoleAssignment -Name -Role -App -CustomResourceScope``; ``name`` is at most 64 characters."""
-        row = self._one(
+        row = self._created(
             "New-ManagementRoleAssignment",
             {"Name": name, "Role": role, "App": app, "CustomResourceScope": custom_resource_scope},
+            lambda: self.get_role_assignment(name),
         )
         return RoleAssignment.from_row(row)
 
@@ -447,7 +459,9 @@ class ExchangeAdminClient:
         parameters: dict[str, Any] = {"Name": name, "Alias": alias, "DisplayName": display_name, "Type": "Security"}
         if primary_smtp_address:
             parameters["PrimarySmtpAddress"] = primary_smtp_address
-        return DistributionGroup.from_row(self._one("New-DistributionGroup", parameters))
+        return DistributionGroup.from_row(
+            self._created("New-DistributionGroup", parameters, lambda: self.get_distribution_group(alias))
+        )
 
     def delete_distribution_group(self, identity: str) -> None:
         """``Remove-DistributionGroup`` (as an owner-independent admin)."""
@@ -487,7 +501,7 @@ class ExchangeAdminClient:
 
     def create_shared_mailbox(self, name: str, display_name: str, alias: str, primary_smtp_address: str) -> Mailbox:
         """``New-Mailbox -Shared``: no password, its user account is created disabled."""
-        row = self._one(
+        row = self._created(
             "New-Mailbox",
             {
                 "Shared": True,
@@ -496,6 +510,7 @@ class ExchangeAdminClient:
                 "Alias": alias,
                 "PrimarySmtpAddress": primary_smtp_address,
             },
+            lambda: self.get_mailbox(primary_smtp_address),
         )
         return Mailbox.from_row(row)
 

@@ -253,3 +253,16 @@ def test_token__debug_logging_on__never_appears_in_logs(emulator, caplog):
     emulator.state.inject_fault(Fault.throttle("Get-Mailbox"))
     emulator.client().get_mailbox("alice@contoso.com")
     assert "devtenant-exchange-admin-token" not in caplog.text
+
+
+def test_create__new_cmdlet_answers_empty_value__object_read_back():
+    client, recorder = recording_client(
+        httpx.Response(200, json={"value": []}),
+        httpx.Response(200, json={"value": [{"Name": "s", "RecipientFilter": "(Alias -eq 'x')"}]}),
+    )
+    scope = client.create_management_scope("s", "(Alias -eq 'x')")
+    assert (scope.name, scope.recipient_restriction_filter) == ("s", "(Alias -eq 'x')")
+    assert [json.loads(r.content)["CmdletInput"]["CmdletName"] for r in recorder.requests] == [
+        "New-ManagementScope",
+        "Get-ManagementScope",
+    ]
