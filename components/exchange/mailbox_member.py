@@ -67,7 +67,9 @@ class MailboxMemberProvider(ExchangeProvider):
         news["auto_mapping"] = bool(news.get("auto_mapping"))
         return news
 
-    def _outs(self, props: dict[str, Any], full_access: bool, send_as: bool) -> dict[str, Any]:
+    def _outs(
+        self, props: dict[str, Any], full_access: bool, send_as: bool, *, adopted: bool = False
+    ) -> dict[str, Any]:
         return {
             **self.connection(props),
             "mailbox": str(props["mailbox"]).lower(),
@@ -76,6 +78,7 @@ class MailboxMemberProvider(ExchangeProvider):
             "send_as": send_as,
             # Not readable from Exchange: what was last applied.
             "auto_mapping": bool(props.get("auto_mapping")),
+            "adopted": adopted,
         }
 
     @staticmethod
@@ -102,8 +105,10 @@ class MailboxMemberProvider(ExchangeProvider):
         mailbox, user = str(props["mailbox"]).lower(), str(props["user"]).lower()
         with connect(props) as client:
             require_recipients(client, [mailbox, user], f"adding {user} to the mailbox {mailbox}")
+            held_before = _holds_full_access(client, mailbox, user), _holds_send_as(client, mailbox, user)
             full, send = self._apply(client, props)
-        return CreateResult(f"{mailbox}/{user}", self._outs(props, full, send))
+        adopted = held_before == (full, send) and (full or send)
+        return CreateResult(f"{mailbox}/{user}", self._outs(props, full, send, adopted=adopted))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """The rights the user holds now; gone when the mailbox is gone or no right is left."""
@@ -114,14 +119,14 @@ class MailboxMemberProvider(ExchangeProvider):
             full, send = _holds_full_access(client, mailbox, user), _holds_send_as(client, mailbox, user)
         if not full and not send:
             return ReadResult("", {})
-        return ReadResult(id_, self._outs(props, full, send))
+        return ReadResult(id_, self._outs(props, full, send, adopted=bool(props.get("adopted"))))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Toggle rights; a new AutoMapping re-adds FullAccess."""
         reset = bool(olds.get("auto_mapping")) != bool(news.get("auto_mapping"))
         with connect(news) as client:
             full, send = self._apply(client, news, reset_full_access=reset)
-        return UpdateResult(self._outs(news, full, send))
+        return UpdateResult(self._outs(news, full, send, adopted=bool(olds.get("adopted"))))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         """Remove the user's rights; a removed mailbox or user is fine."""
@@ -145,6 +150,7 @@ class MailboxMember(Resource, module="exchange", name="MailboxMember"):
     full_access: pulumi.Output[bool]
     send_as: pulumi.Output[bool]
     auto_mapping: pulumi.Output[bool]
+    adopted: pulumi.Output[bool]
 
     def __init__(
         self,
@@ -171,6 +177,7 @@ class MailboxMember(Resource, module="exchange", name="MailboxMember"):
                 "full_access": full_access,
                 "send_as": send_as,
                 "auto_mapping": auto_mapping,
+                "adopted": None,
             },
             opts,
         )

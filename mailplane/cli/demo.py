@@ -46,9 +46,19 @@ def _credentials(project_dir: Path, today: dt.date) -> None:
     click.echo(render_text(found, sources, 30))
 
 
+def _exchange_rehearsal(project_dir: Path, today: dt.date) -> None:  # noqa: ARG001 - the step signature.
+    from mailplane.devtenant.exchange_rehearsal import rehearse_stack
+
+    stack_file = project_dir / "stacks" / "Pulumi.example-inbound-import.yaml"
+    click.echo(f"{os.path.relpath(stack_file)}: the Exchange objects its plan declares, applied by the real providers")
+    for line in rehearse_stack(stack_file, project_dir=project_dir).lines:
+        click.echo(line)
+
+
 STEPS: list[tuple[str, Callable[[Path, dt.date], None]]] = [
     ("Plan every example tenant stack offline (the real Pulumi program, mock engine)", _plan_examples),
     ("Credential expiry watch over the example stacks", _credentials),
+    ("Exchange scoping and shared mailboxes on the dev tenant's Exchange emulator", _exchange_rehearsal),
 ]
 
 

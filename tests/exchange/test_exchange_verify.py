@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -224,3 +225,19 @@ def test_verification__refreshed_more_than_two_hours_after_apply__configured_no_
     assert refreshed.outs["status"] == "configured"
     assert refreshed.outs["applied_at"] == three_hours_ago
     assert refreshed.outs["summary"].endswith("changes made in the last 2 h may not reach Microsoft Graph yet")
+
+
+# -- the demo's rehearsal on the dev tenant -------------------------------------------------------------------------
+
+
+def test_rehearsal__example_inbound_import__created_then_adopted_then_drift_reported():
+    from mailplane.devtenant.exchange_rehearsal import rehearse_stack
+
+    root = Path(__file__).resolve().parents[2]
+    rehearsal = rehearse_stack(root / "stacks" / "Pulumi.example-inbound-import.yaml", project_dir=root)
+    assert (rehearsal.created, rehearsal.adopted) == (8, 8)
+    assert "  drift    example-inbound-import-exchange-scope: recipient_restriction_filter" in rehearsal.lines
+    assert rehearsal.verification["status"] == "misconfigured"
+    assert rehearsal.lines[-1].startswith(
+        "  verification misconfigured: finance.director@fabrikam.com: reachable through Application Mail.ReadWrite"
+    )
