@@ -147,9 +147,6 @@ class _Recipient:
     external_directory_object_id: str = ""
     dn: str = ""
 
-    def addresses(self) -> tuple[str, ...]:
-        return (self.primary_smtp_address,)
-
 
 @dataclass
 class _Ace:
