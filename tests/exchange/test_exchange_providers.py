@@ -647,3 +647,37 @@ def test_rbac_apply__assignment_fails_mid_apply__rerun_adopts_what_exists_and_fi
     assert [
         c.in_scope for c in emulator.client().test_service_principal_authorization(APP_ID, "lms-noreply@contoso.com")
     ] == [True]
+
+
+def test_rbac_apply__role_missing_for_assignments__403_explains_then_rerun_after_grant_finishes(emulator):
+    emulator.state.deny_cmdlets(TENANT, "New-ManagementRoleAssignment")
+    pointer, scope, assignment = (
+        ServicePrincipalPointerProvider(),
+        ManagementScopeProvider(),
+        ManagementRoleAssignmentProvider(),
+    )
+    pointer.create(prepared(pointer, sp_props(emulator)))
+    scope.create(prepared(scope, scope_props(emulator)))
+    inputs = prepared(assignment, ra_props(emulator))
+    with pytest.raises(ExchangeAccessDeniedError) as caught:
+        assignment.create(inputs)
+    assert "does not have the role required to run New-ManagementRoleAssignment" in str(caught.value)
+    assert "Exchange Administrator role" in str(caught.value)
+    emulator.state.allow_cmdlets(TENANT, "New-ManagementRoleAssignment")
+    assert assignment.create(inputs).outs["adopted"] is False
+    assert [r.name for r in emulator.client().list_role_assignments()] == ["mailplane-contoso-mail.send"]
+
+
+def test_policy__new_policy_answers_500_after_creating__create_finds_it_and_succeeds(emulator, scope_group):
+    emulator.state.inject_fault(Fault("New-ApplicationAccessPolicy", status=500, after_apply=True))
+    provider = ApplicationAccessPolicyProvider()
+    created = provider.create(prepared(provider, aap_props(emulator)))
+    assert created.outs["access_right"] == "RestrictAccess"
+    assert len(scope_group.list_access_policies()) == 1
+
+
+def test_group__unknown_member__create_fails_clearly_and_makes_no_group(emulator):
+    provider = MailSecurityGroupProvider()
+    with pytest.raises(ExchangeNotFoundError, match=r"'typo@contoso\.com' is not a recipient in Exchange Online"):
+        provider.create(prepared(provider, group_props(emulator, members=["alice@contoso.com", "typo@contoso.com"])))
+    assert "New-DistributionGroup" not in emulator.state.cmdlets_called()
