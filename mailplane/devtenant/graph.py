@@ -166,7 +166,7 @@ def _split_segments(path: str) -> list[str]:
         match = re.fullmatch(r"([^()]+)\((.*)\)", raw)
         if match:
             name, key = match.group(1), match.group(2)
-            segments.append(name)
+            segments.append(name.removeprefix("microsoft.graph."))
             key = key.strip()
             if len(key) >= 2 and key[0] == key[-1] == "'":  # noqa: PLR2004
                 key = key[1:-1].replace("''", "'")
@@ -1101,6 +1101,7 @@ class GraphEmulator:
         if order and order != [("receivedDateTime", "desc")]:
             raise _bad_request("Delta supports $orderby=receivedDateTime desc only.", "ErrorInvalidUrlQueryOrderBy")
         top = request.param("top")
+        page_size = _page_size(top) if top else _max_page_size(request)
         return DeltaCursor(
             mailbox=mailbox.address,
             folder_id=folder.id,
@@ -1108,7 +1109,7 @@ class GraphEmulator:
             select=select,
             received_filter=received_filter,
             immutable=request.immutable_ids,
-            page_size=_page_size(top) if top else None,
+            page_size=page_size,
             created=now_utc(),
         )
 
