@@ -52,6 +52,16 @@ _DROP_FILTER = _HideDroppedConnections()
 logging.getLogger("uvicorn.error").addFilter(_DROP_FILTER)
 
 
+class _RawAsgi:
+    """Wrap an ASGI callable so Starlette's Route passes it scope/receive/send (bound methods get a Request)."""
+
+    def __init__(self, handler: Any) -> None:
+        self._handler = handler
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._handler(scope, receive, send)
+
+
 def _exchange_app(state: DevTenantState) -> Any | None:
     """The Exchange admin emulator, when its module is present (it is developed separately)."""
     try:
@@ -146,7 +156,7 @@ def create_app(emulator: GraphEmulator, *, with_exchange: bool = True) -> Starle
     """The combined ASGI app for one emulator (Graph + upload URLs + control API [+ Exchange admin])."""
     routes: list[Any] = [
         Route("/v1.0{rest:path}", emulator, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
-        Route("/_upload/{session}", emulator.upload_chunk, methods=["PUT", "DELETE"]),
+        Route("/_upload/{session}", _RawAsgi(emulator.upload_chunk), methods=["PUT", "DELETE"]),
         *_control_routes(emulator),
     ]
     exchange = _exchange_app(emulator.state) if with_exchange else None
