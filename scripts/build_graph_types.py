@@ -39,6 +39,7 @@ ROOT_TYPES = (
     "changeNotification",
     "changeNotificationCollection",
     "resourceData",
+    "singleValueLegacyExtendedProperty",
 )
 # action name -> binding parameter type, for the overloads the emulator serves.
 ACTIONS = {
