@@ -162,7 +162,9 @@ def create_app(emulator: GraphEmulator, *, with_exchange: bool = True) -> Starle
     exchange = _exchange_app(emulator.state) if with_exchange else None
     if exchange is not None:
         routes.append(Mount("/adminapi", app=exchange))
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.exchange_mounted = exchange is not None
+    return app
 
 
 class DevTenant:
@@ -216,6 +218,7 @@ class DevTenant:
         if latency_ms:
             self.faults.latency(latency_ms)
         self.app = create_app(self.graph, with_exchange=with_exchange)
+        self.exchange_mounted: bool = self.app.state.exchange_mounted
         self._server = BackgroundServer(self.app, port=port)
         self._base_url: str | None = None
 

@@ -1,0 +1,56 @@
+import sys
+import types
+
+import httpx
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mailplane.devtenant.app import DevTenant
+
+
+def test_dev_tenant__urls__loopback_without_trailing_slash():
+    with DevTenant(with_exchange=False) as tenant:
+        assert tenant.graph_base_url.startswith("http://127.0.0.1:")
+        assert tenant.graph_base_url.endswith("/v1.0")
+        assert tenant.exchange_base_url == tenant.base_url + "/adminapi"
+        assert tenant.exchange_mounted is False
+
+
+def test_dev_tenant__exchange_module_present__mounted_at_adminapi_with_shared_state(monkeypatch):
+    seen = {}
+
+    def create_app(state=None):
+        seen["state"] = state
+
+        async def invoke(request):
+            return JSONResponse({"tenant": request.path_params["tenant"]})
+
+        return Starlette(routes=[Route("/beta/{tenant}/InvokeCommand", invoke, methods=["POST"])])
+
+    fake = types.ModuleType("mailplane.devtenant.exchange")
+    fake.create_app = create_app
+    monkeypatch.setitem(sys.modules, "mailplane.devtenant.exchange", fake)
+    with DevTenant() as tenant:
+        response = httpx.post(f"{tenant.exchange_base_url}/beta/contoso/InvokeCommand", json={})
+        assert tenant.exchange_mounted is True
+        assert seen["state"] is tenant.state
+    assert response.json() == {"tenant": "contoso"}
+
+
+def test_dev_tenant__no_exchange_module__graph_still_served(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mailplane.devtenant.exchange", None)  # import fails
+    with DevTenant() as tenant:
+        tenant.state.add_mailbox("a@contoso.com")
+        response = httpx.get(f"{tenant.graph_base_url}/users/a@contoso.com", headers={"Authorization": "Bearer t"})
+        assert tenant.exchange_mounted is False
+    assert response.json()["mail"] == "a@contoso.com"
+
+
+def test_request_too_large__413(tenant):
+    response = httpx.post(
+        f"{tenant.graph_base_url}/users/shared@contoso.com/sendMail",
+        content=b"x" * (4 * 1024 * 1024 + 1),
+        headers={"Authorization": "Bearer t", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 413
