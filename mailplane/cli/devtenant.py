@@ -25,7 +25,7 @@ __all__ = ["devtenant"]
 )
 @click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Delay added to every request.")
 @click.option("--token", default=None, help="Accept only this bearer token (default: any non-empty token).")
-def devtenant(
+def devtenant(  # noqa: PLR0917 - click passes options positionally
     port: int,
     seed_dir: Path | None,
     mailboxes: tuple[str, ...],

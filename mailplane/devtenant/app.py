@@ -17,21 +17,25 @@ import base64
 import importlib
 import logging
 from datetime import timedelta
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from mailplane.devtenant.faults import FaultInjector
 from mailplane.devtenant.graph import ConnectionDropped, GraphEmulator
-from mailplane.devtenant.notifications import Notifier
 from mailplane.devtenant.request_log import RequestLog
 from mailplane.devtenant.server import BackgroundServer
 from mailplane.devtenant.state import DevTenantState
 from mailplane.devtenant.throttling import MailboxThrottle
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from starlette.requests import Request
+
+    from mailplane.devtenant.notifications import Notifier
 
 __all__ = ["DevTenant", "create_app"]
 
@@ -244,7 +248,7 @@ class DevTenant:
         """``http://127.0.0.1:PORT/adminapi``."""
         return f"{self.base_url}/adminapi"
 
-    def start(self) -> DevTenant:
+    def start(self) -> Self:
         """Start serving."""
         self._base_url = self._server.start()
         return self
@@ -255,7 +259,7 @@ class DevTenant:
         self.graph.notifier.close()
         self._base_url = None
 
-    def __enter__(self) -> DevTenant:
+    def __enter__(self) -> Self:
         """Start on entry."""
         return self.start()
 

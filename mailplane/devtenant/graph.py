@@ -17,11 +17,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
 
 from mailplane.devtenant.faults import Fault, FaultInjector
 from mailplane.devtenant.mime import OutgoingMessage, ParsedAttachment, build_mime, parse_mime
@@ -48,6 +47,9 @@ from mailplane.devtenant.state import (
     now_utc,
 )
 from mailplane.devtenant.throttling import MailboxThrottle
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
 
 __all__ = ["ConnectionDropped", "GraphEmulator", "GraphRequest", "GraphResponse"]
 
@@ -158,7 +160,10 @@ def _bad_request(message: str, code: str = "BadRequest") -> GraphError:
 
 
 def _split_segments(path: str) -> list[str]:
-    """``/users/a@b//mailFolders('inbox')/messages/delta()`` -> ``[users, a@b, mailFolders, inbox, messages, delta]``."""
+    """Split a Graph path into segments, unwrapping key syntax and collapsing empty segments.
+
+    ``/users/a@b//mailFolders('inbox')/messages/delta()`` -> ``[users, a@b, mailFolders, inbox, messages, delta]``.
+    """
     segments: list[str] = []
     for raw in path.split("/"):
         if not raw:
@@ -209,7 +214,7 @@ def _param(data: dict[str, Any], name: str) -> Any:
     return None
 
 
-def _as_bool(value: Any, name: str) -> bool:
+def _as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -262,7 +267,7 @@ def _parse_attachments(value: Any) -> list[ParsedAttachment]:
     return out
 
 
-def _message_fields(data: dict[str, Any]) -> dict[str, Any]:
+def _message_fields(data: dict[str, Any]) -> dict[str, Any]:  # noqa: C901, PLR0912 - one branch per property
     """Validated message fields from a JSON message (sendMail, create, PATCH on drafts)."""
     fields: dict[str, Any] = {}
     keys = {k.lower(): k for k in data}
@@ -317,11 +322,9 @@ def _message_fields(data: dict[str, Any]) -> dict[str, Any]:
     if present("attachments"):
         fields["attachments"] = _parse_attachments(get("attachments"))
     if present("isReadReceiptRequested"):
-        fields["is_read_receipt_requested"] = _as_bool(get("isReadReceiptRequested"), "isReadReceiptRequested")
+        fields["is_read_receipt_requested"] = _as_bool(get("isReadReceiptRequested"))
     if present("isDeliveryReceiptRequested"):
-        fields["is_delivery_receipt_requested"] = _as_bool(
-            get("isDeliveryReceiptRequested"), "isDeliveryReceiptRequested"
-        )
+        fields["is_delivery_receipt_requested"] = _as_bool(get("isDeliveryReceiptRequested"))
     return fields
 
 
@@ -440,13 +443,10 @@ def _strip_parens(text: str) -> str:
 
 def _parse_filter(text: str) -> list[list[_Condition]]:
     """``a and b or c`` -> ``[[a, b], [c]]`` (OR of ANDs)."""
-    groups = []
-    for alternative in _split_outside_quotes(_strip_parens(text), "or"):
-        conditions = []
-        for clause in _split_outside_quotes(_strip_parens(alternative), "and"):
-            conditions.append(_parse_condition(_strip_parens(clause)))
-        groups.append(conditions)
-    return groups
+    return [
+        [_parse_condition(_strip_parens(clause)) for clause in _split_outside_quotes(_strip_parens(alternative), "and")]
+        for alternative in _split_outside_quotes(_strip_parens(text), "or")
+    ]
 
 
 def _parse_condition(clause: str) -> _Condition:
@@ -604,7 +604,7 @@ class GraphEmulator:
         response: GraphResponse
         try:
             if len(request.body) > self.max_request_bytes:
-                raise GraphError(413, "RequestEntityTooLarge", "The request payload is too large.")
+                raise GraphError(413, "RequestEntityTooLarge", "The request payload is too large.")  # noqa: TRY301
             if not in_batch:
                 self._authenticate(request)
             route, params = self._route(request)
@@ -630,7 +630,7 @@ class GraphEmulator:
         )
         return response
 
-    async def _run(
+    async def _run(  # noqa: C901 - one branch per fault kind
         self,
         route: _Route,
         request: GraphRequest,
@@ -802,7 +802,7 @@ class GraphEmulator:
         if not isinstance(message, dict):
             raise _bad_request("The value of the parameter 'Message' is empty.", "ErrorInvalidParameter")
         save_value = _param(data, "SaveToSentItems")
-        save = True if save_value is None else _as_bool(save_value, "SaveToSentItems")
+        save = True if save_value is None else _as_bool(save_value)
         fields = _message_fields(message)
         _check_recipients(fields.get("to", []), fields.get("cc", []), fields.get("bcc", []))
         self.state.send_fields(mailbox, fields, save_to_sent_items=save)
@@ -874,7 +874,7 @@ class GraphEmulator:
                 )
             ]
             for name, direction in reversed(order or [("receivedDateTime", "desc")]):
-                matching.sort(key=lambda m, n=name: _sort_key(_property_value(m, n)), reverse=direction == "desc")
+                matching.sort(key=_sort_by(name), reverse=direction == "desc")
             page = matching[skip : skip + top]
             body: dict[str, Any] = {"@odata.context": f"{request.base_url}/$metadata#{context}"}
             if (request.param("count") or "").lower() == "true":
@@ -920,7 +920,7 @@ class GraphEmulator:
     async def update_message(
         self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
     ) -> GraphResponse:
-        """PATCH /users/{id}/messages/{id}: isRead, categories, flag, importance, inferenceClassification; more on drafts."""
+        """PATCH /users/{id}/messages/{id}: isRead, categories, flag, importance, inferenceClassification (+ drafts)."""
         assert mailbox is not None
         data = {k: v for k, v in _json_body(request).items() if not k.startswith("@")}
         with self.state.lock:
@@ -946,7 +946,7 @@ class GraphEmulator:
             for key, value in data.items():
                 name = key.lower()
                 if name == "isread":
-                    message.is_read = _as_bool(value, key)
+                    message.is_read = _as_bool(value)
                 elif name == "inferenceclassification":
                     if str(value).lower() not in ("focused", "other"):
                         raise _bad_request(f"Requested value '{value}' was not found.", "RequestBodyRead")
@@ -1216,7 +1216,7 @@ class GraphEmulator:
         with self.state.lock:
             parent = self._folder(mailbox, params.get("folder", ROOT_FOLDER))
             folder = self.state.create_folder(
-                mailbox, name, parent=parent.id, is_hidden=_as_bool(hidden, "isHidden") if hidden is not None else False
+                mailbox, name, parent=parent.id, is_hidden=_as_bool(hidden) if hidden is not None else False
             )
             body = {
                 "@odata.context": f"{request.base_url}/$metadata#users('{quote(mailbox.address)}')/mailFolders/$entity",
@@ -1616,7 +1616,9 @@ class GraphEmulator:
         return GraphResponse(204)
 
     # ----- handlers: $batch --------------------------------------------------------------------------------------
-    async def batch(self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None) -> GraphResponse:
+    async def batch(  # noqa: C901, PLR0912 - validation steps of the batch envelope, then the fan-out
+        self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
+    ) -> GraphResponse:
         """POST /$batch: up to 20 items, each routed, throttled and logged on its own; always 200 overall."""
         del params, mailbox
         data = _json_body(request)
@@ -1703,7 +1705,7 @@ class GraphEmulator:
             method=method,
             path=unquote(path),
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers={**{"authorization": request.header("authorization") or ""}, **headers},
+            headers={"authorization": request.header("authorization") or "", **headers},
             body=body,
             base_url=request.base_url,
             client_request_id=request.client_request_id,
@@ -1824,6 +1826,10 @@ def _parse_orderby(raw: str | None) -> list[tuple[str, str]]:
     return out
 
 
+def _sort_by(name: str) -> Callable[[StoredMessage], tuple[int, Any]]:
+    return lambda message: _sort_key(_property_value(message, name))
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     if value is None:
         return (0, "")
@@ -1861,7 +1867,7 @@ def _check_notification_url(url: str) -> None:
 
 
 def _parse_resource(resource: str) -> tuple[str, str | None]:
-    segments = _split_segments(resource.split("?")[0])
+    segments = _split_segments(resource.split("?", maxsplit=1)[0])
     lowered = [s.lower() for s in segments]
     if len(segments) == 3 and lowered[0] == "users" and lowered[2] == "messages":  # noqa: PLR2004
         return segments[1], None

@@ -135,7 +135,7 @@ def _filename(part: Message) -> str | None:
     return decode_header_value(name) if name else None
 
 
-def _walk(message: Message, parsed: ParsedMessage) -> None:
+def _walk(message: Message, parsed: ParsedMessage) -> None:  # noqa: C901 - one branch per MIME part kind
     text_body: str | None = None
     html_body: str | None = None
     stack: list[Message] = [message]
@@ -149,9 +149,10 @@ def _walk(message: Message, parsed: ParsedMessage) -> None:
         filename = _filename(part)
         if content_type == "message/rfc822" and part is not message:
             inner = part.get_payload()
-            inner_message = inner[0] if isinstance(inner, list) and inner else None
-            content = inner_message.as_bytes() if isinstance(inner_message, Message) else b""
-            name = filename or (decode_header_value(inner_message.get("Subject")) if inner_message else "") or "message"
+            inner_message = inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], Message) else None
+            content = inner_message.as_bytes() if inner_message is not None else b""
+            subject = decode_header_value(inner_message.get("Subject")) if inner_message is not None else ""
+            name = filename or subject or "message"
             parsed.attachments.append(ParsedAttachment(name, "message/rfc822", content, is_item=True))
             continue
         if part.is_multipart():
@@ -169,15 +170,16 @@ def _walk(message: Message, parsed: ParsedMessage) -> None:
             continue
         if is_attachment or filename or content_id or not content_type.startswith("text/"):
             try:
-                content = part.get_payload(decode=True) or b""
+                decoded = part.get_payload(decode=True)
             except Exception:  # noqa: BLE001
-                content = b""
+                decoded = None
+            content = decoded if isinstance(decoded, bytes) else b""
             inline = disposition == "inline" or (content_id is not None and disposition != "attachment")
             parsed.attachments.append(
                 ParsedAttachment(
                     filename or "attachment",
                     content_type,
-                    content if isinstance(content, bytes) else b"",
+                    content,
                     is_inline=inline,
                     content_id=content_id,
                 )

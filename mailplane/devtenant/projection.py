@@ -7,19 +7,22 @@ walk every payload against it.
 from __future__ import annotations
 
 import base64
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mailplane.devtenant.mime import escape_text_as_html, html_to_text
-from mailplane.devtenant.state import (
-    DevTenantState,
-    Folder,
-    Mailbox,
-    StoredAttachment,
-    StoredMessage,
-    Subscription,
-)
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from mailplane.devtenant.state import (
+        DevTenantState,
+        Folder,
+        Mailbox,
+        StoredAttachment,
+        StoredMessage,
+        Subscription,
+    )
 
 __all__ = [
     "MESSAGE_PROPERTIES",

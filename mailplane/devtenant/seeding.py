@@ -7,9 +7,12 @@ Files are seeded in name order, so numbering them fixes the order.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailplane.devtenant.state import DevTenantState, GraphError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["seed_directory"]
 

@@ -16,13 +16,15 @@ import hashlib
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailplane.devtenant.mime import OutgoingMessage, ParsedAttachment, build_mime, parse_mime
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "WELL_KNOWN_FOLDERS",
@@ -450,7 +452,7 @@ class DevTenantState:
         return self._seq
 
     def add_listener(self, listener: Callable[[Change], None]) -> None:
-        """Call ``listener(change)`` after every message create/update/delete (keep it quick: it runs under the lock)."""
+        """Call ``listener(change)`` after every message create/update/delete (runs under the lock: keep it quick)."""
         with self._lock:
             self._listeners.append(listener)
 
@@ -732,7 +734,7 @@ class DevTenantState:
         return record
 
     def send_fields(self, mailbox: Mailbox, fields: dict[str, Any], *, save_to_sent_items: bool) -> OutboundMessage:
-        """sendMail with a JSON message (fields validated by graph.py)."""
+        """SendMail with a JSON message (fields validated by graph.py)."""
         with self._lock:
             message_id = f"<{secrets.token_hex(16).upper()}@devtenant.prod.outlook.com>"
             outgoing = self._outgoing(mailbox, fields, message_id)
@@ -751,7 +753,7 @@ class DevTenantState:
             )
 
     def send_mime(self, mailbox: Mailbox, raw: bytes, *, save_to_sent_items: bool) -> OutboundMessage:
-        """sendMail with base64 MIME: Exchange adds a Message-ID if the MIME has none and strips Bcc in transit."""
+        """SendMail with base64 MIME: Exchange adds a Message-ID if the MIME has none and strips Bcc in transit."""
         parsed = parse_mime(raw)
         message_id = parsed.message_id
         if message_id is None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
 from email.message import EmailMessage
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import httpx
 from azure.core.credentials import AccessToken
+from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from kiota_http.middleware.options import RetryHandlerOption
 from msgraph import GraphServiceClient
-from msgraph_core import GraphClientFactory
 from msgraph.graph_request_adapter import GraphRequestAdapter
-from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
-import httpx
+from msgraph_core import GraphClientFactory
 
-from mailplane.devtenant.app import DevTenant
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from mailplane.devtenant.app import DevTenant
 
 GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
 SHARED = "shared@contoso.com"
@@ -44,8 +46,11 @@ def graph_client(tenant: DevTenant, *, max_retries: int | None = None, token: st
     else:
         http = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(timeout=30),
-            options={RetryHandlerOption.get_key(): RetryHandlerOption(delay=0, max_retries=max_retries,
-                                                                       should_retry=max_retries > 0)},
+            options={
+                RetryHandlerOption.get_key(): RetryHandlerOption(
+                    delay=0, max_retries=max_retries, should_retry=max_retries > 0
+                )
+            },
         )
         auth = AzureIdentityAuthenticationProvider(FakeCredential(token), scopes=GRAPH_SCOPES)
         client = GraphServiceClient(request_adapter=GraphRequestAdapter(auth, client=http))
@@ -83,5 +88,3 @@ def eml(
         maintype, _, subtype = content_type.partition("/")
         message.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
     return message.as_bytes()
-
-

@@ -1,5 +1,6 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,6 @@ from mailplane.cli import main
 
 
 def _free_port():
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -26,8 +25,20 @@ def test_cli__seed_dir_and_ctrl_c__serves_seeded_mail_then_exits_0(tmp_path):
     (inbox / "Failed" / "02.eml").write_bytes(b"From: a@example.com\r\nSubject: two\r\n\r\nbody\r\n")
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", "from mailplane.cli import main; main()", "devtenant", "--port", str(port), "--seed", str(tmp_path),
-         "--mailbox", "alerts@contoso.com", "--concurrency", "2"],
+        [
+            sys.executable,
+            "-c",
+            "from mailplane.cli import main; main()",
+            "devtenant",
+            "--port",
+            str(port),
+            "--seed",
+            str(tmp_path),
+            "--mailbox",
+            "alerts@contoso.com",
+            "--concurrency",
+            "2",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -61,8 +72,6 @@ def test_cli__seed_dir_not_named_after_mailbox__usage_error_exit_2(tmp_path):
 
 
 def test_cli__port_in_use__usage_error_exit_2():
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

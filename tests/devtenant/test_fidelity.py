@@ -25,8 +25,17 @@ FACTS = json.loads(FACTS_FILE.read_text())
 HEADERS = {"Authorization": "Bearer t"}
 DATETIME_OFFSET = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})")
 # OData control information a payload may carry besides declared properties.
-ANNOTATIONS = {"@odata.context", "@odata.type", "@odata.etag", "@odata.id", "@odata.nextLink", "@odata.deltaLink",
-               "@odata.count", "@odata.mediaContentType", "@removed"}
+ANNOTATIONS = {
+    "@odata.context",
+    "@odata.type",
+    "@odata.etag",
+    "@odata.id",
+    "@odata.nextLink",
+    "@odata.deltaLink",
+    "@odata.count",
+    "@odata.mediaContentType",
+    "@removed",
+}
 
 
 def _build_module():
@@ -42,7 +51,7 @@ def test_graph_types_fixture__regenerated_from_csdl__identical():
     assert module.render(module.build(CSDL)) == FACTS_FILE.read_text()
 
 
-def _problems(value, type_name, where="$"):
+def _problems(value, type_name, where="$"):  # noqa: C901, PLR0911, PLR0912 - one branch per kind of CSDL type
     """Every property or value that the CSDL does not declare for ``type_name`` (recursive)."""
     if value is None:
         return []
@@ -84,7 +93,7 @@ def _problems(value, type_name, where="$"):
     return problems
 
 
-def _primitive_problems(value, edm, where):
+def _primitive_problems(value, edm, where):  # noqa: PLR0911 - one return per Edm type
     def bad(expected):
         return [f"{where}: {value!r} is not {expected}"]
 
@@ -114,7 +123,9 @@ def _primitive_problems(value, edm, where):
 
 def _collection(body, type_name):
     problems = [f"$.{k}: unknown annotation" for k in body if k.startswith("@") and k not in ANNOTATIONS]
-    problems += [f"$.{k}: unexpected member of a collection page" for k in body if not k.startswith("@") and k != "value"]
+    problems += [
+        f"$.{k}: unexpected member of a collection page" for k in body if not k.startswith("@") and k != "value"
+    ]
     return problems + _problems(body["value"], f"Collection(graph.{type_name})", "$.value")
 
 
@@ -143,7 +154,9 @@ class _Hook:
 
 def test_payloads__every_endpoint__only_csdl_properties_and_types(tenant):
     graph = tenant.graph_base_url
-    attachment_mail = eml("files", attachments=[("a.pdf", "application/pdf", b"%PDF"), ("n.eml", "message/rfc822", eml("inner"))])
+    attachment_mail = eml(
+        "files", attachments=[("a.pdf", "application/pdf", b"%PDF"), ("n.eml", "message/rfc822", eml("inner"))]
+    )
     message_id = tenant.state.seed_eml(SHARED, attachment_mail)
     tenant.state.seed_eml(SHARED, eml("second", headers={"In-Reply-To": "<a@example.com>"}))
     checks = []
@@ -155,40 +168,75 @@ def test_payloads__every_endpoint__only_csdl_properties_and_types(tenant):
 
     user = f"/users/{SHARED}"
     checks.append(("message", _problems(get(f"{user}/messages/{message_id}"), "graph.message")))
-    checks.append(("message+expand", _problems(
-        get(f"{user}/messages/{message_id}", **{"$expand": "attachments"}), "graph.message")))
-    checks.append(("message+select", _problems(get(
-        f"{user}/messages/{message_id}",
-        **{"$select": "internetMessageHeaders,uniqueBody,subject",
-           "$expand": "singleValueExtendedProperties($filter=id eq 'Long 0x0E08')"}), "graph.message")))
-    checks.append(("list", _collection(get(f"{user}/mailFolders/inbox/messages", **{"$top": "1", "$count": "true"}),
-                                       "message")))
+    checks.append(
+        (
+            "message+expand",
+            _problems(get(f"{user}/messages/{message_id}", **{"$expand": "attachments"}), "graph.message"),
+        )
+    )
+    checks.append(
+        (
+            "message+select",
+            _problems(
+                get(
+                    f"{user}/messages/{message_id}",
+                    **{
+                        "$select": "internetMessageHeaders,uniqueBody,subject",
+                        "$expand": "singleValueExtendedProperties($filter=id eq 'Long 0x0E08')",
+                    },
+                ),
+                "graph.message",
+            ),
+        )
+    )
+    checks.append(
+        ("list", _collection(get(f"{user}/mailFolders/inbox/messages", **{"$top": "1", "$count": "true"}), "message"))
+    )
     delta = get(f"{user}/mailFolders/inbox/messages/delta")
     checks.append(("delta", _collection(delta, "message")))
     tenant.state.delete_message(tenant.state.mailbox(SHARED), tenant.state.messages(SHARED)[0])
-    checks.append(("delta removed", _collection(httpx.get(delta["@odata.deltaLink"], headers=HEADERS).json(), "message")))
+    checks.append(
+        ("delta removed", _collection(httpx.get(delta["@odata.deltaLink"], headers=HEADERS).json(), "message"))
+    )
     checks.append(("folders", _collection(get(f"{user}/mailFolders"), "mailFolder")))
     checks.append(("folder", _problems(get(f"{user}/mailFolders/inbox"), "graph.mailFolder")))
     checks.append(("attachments", _collection(get(f"{user}/messages/{message_id}/attachments"), "attachment")))
-    checks.append(("attachments+select", _collection(
-        get(f"{user}/messages/{message_id}/attachments", **{"$select": "id,name,size"}), "attachment")))
+    checks.append(
+        (
+            "attachments+select",
+            _collection(get(f"{user}/messages/{message_id}/attachments", **{"$select": "id,name,size"}), "attachment"),
+        )
+    )
     draft = httpx.post(f"{graph}{user}/messages", json={"subject": "d"}, headers=HEADERS).json()
     checks.append(("draft", _problems(draft, "graph.message")))
-    patched = httpx.patch(f"{graph}{user}/messages/{draft['id']}", headers=HEADERS,
-                          json={"flag": {"flagStatus": "flagged", "dueDateTime": {"dateTime": "2024-01-01T00:00:00",
-                                                                                    "timeZone": "UTC"}}}).json()
+    patched = httpx.patch(
+        f"{graph}{user}/messages/{draft['id']}",
+        headers=HEADERS,
+        json={"flag": {"flagStatus": "flagged", "dueDateTime": {"dateTime": "2024-01-01T00:00:00", "timeZone": "UTC"}}},
+    ).json()
     checks.append(("patched", _problems(patched, "graph.message")))
-    session = httpx.post(f"{graph}{user}/messages/{draft['id']}/attachments/createUploadSession", headers=HEADERS,
-                         json={"AttachmentItem": {"attachmentType": "file", "name": "b", "size": 3}}).json()
+    session = httpx.post(
+        f"{graph}{user}/messages/{draft['id']}/attachments/createUploadSession",
+        headers=HEADERS,
+        json={"AttachmentItem": {"attachmentType": "file", "name": "b", "size": 3}},
+    ).json()
     checks.append(("uploadSession", _problems(session, "graph.uploadSession")))
     chunk = httpx.put(session["uploadUrl"], content=b"ab", headers={"Content-Range": "bytes 0-1/3"}).json()
     checks.append(("upload chunk", _problems(chunk, "graph.uploadSession")))
     hook = _Hook()
     with BackgroundServer(hook.app) as server:
         expiration = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-        subscription = httpx.post(f"{graph}/subscriptions", headers=HEADERS, json={
-            "changeType": "created,updated", "notificationUrl": f"{server.base_url}/hook",
-            "resource": f"users/{SHARED}/messages", "expirationDateTime": expiration, "clientState": "c"}).json()
+        subscription = httpx.post(
+            f"{graph}/subscriptions",
+            headers=HEADERS,
+            json={
+                "changeType": "created,updated",
+                "notificationUrl": f"{server.base_url}/hook",
+                "resource": f"users/{SHARED}/messages",
+                "expirationDateTime": expiration,
+                "clientState": "c",
+            },
+        ).json()
         checks.append(("subscription", _problems(subscription, "graph.subscription")))
         checks.append(("subscriptions", _collection(get("/subscriptions"), "subscription")))
         tenant.state.seed_eml(SHARED, eml("notify"))
@@ -224,18 +272,22 @@ def _sample(type_name):
     }[type_name]
 
 
-@pytest.mark.parametrize(("action", "path", "status"), [
-    ("sendMail", "/users/{user}/sendMail", 202),
-    ("move", "/users/{user}/messages/{message}/move", 201),
-    ("copy", "/users/{user}/messages/{message}/copy", 201),
-    ("createUploadSession", "/users/{user}/messages/{message}/attachments/createUploadSession", 201),
-    ("send", "/users/{user}/messages/{draft}/send", 202),
-])
+@pytest.mark.parametrize(
+    ("action", "path", "status"),
+    [
+        ("sendMail", "/users/{user}/sendMail", 202),
+        ("move", "/users/{user}/messages/{message}/move", 201),
+        ("copy", "/users/{user}/messages/{message}/copy", 201),
+        ("createUploadSession", "/users/{user}/messages/{message}/attachments/createUploadSession", 201),
+        ("send", "/users/{user}/messages/{draft}/send", 202),
+    ],
+)
 @pytest.mark.parametrize("casing", ["csdl", "camel"])
 def test_actions__csdl_parameter_names_in_either_casing__bound(tenant, action, path, status, casing):
     message_id = tenant.state.seed_eml(SENDER, eml(to=SENDER))
-    draft = httpx.post(f"{tenant.graph_base_url}/users/{SENDER}/messages", headers=HEADERS,
-                       json=_sample("graph.message")).json()["id"]
+    draft = httpx.post(
+        f"{tenant.graph_base_url}/users/{SENDER}/messages", headers=HEADERS, json=_sample("graph.message")
+    ).json()["id"]
     parameters = FACTS["actions"][action]["parameters"]
     body = {
         (name if casing == "csdl" else name[0].lower() + name[1:]): _sample(type_name)

@@ -32,7 +32,12 @@ def test_list_attachments__select_without_content__sizes_without_bytes(tenant):
 
     listed, full, one = run(scenario)
     assert isinstance(listed, FileAttachment)
-    assert (listed.name, listed.size, listed.content_type, listed.is_inline) == ("a.pdf", len(PDF), "application/pdf", False)
+    assert (listed.name, listed.size, listed.content_type, listed.is_inline) == (
+        "a.pdf",
+        len(PDF),
+        "application/pdf",
+        False,
+    )
     assert listed.content_bytes is None
     assert full.content_bytes == PDF
     assert one.content_bytes == PDF
@@ -72,12 +77,16 @@ def test_add_small_attachment_to_draft__201_and_sent_with_message(tenant):
         messages = graph_client(tenant).users.by_user_id(SHARED).messages
         draft = await messages.post(Message(subject="with file"))
         added = await messages.by_message_id(draft.id).attachments.post(
-            FileAttachment(odata_type="#microsoft.graph.fileAttachment", name="n.txt", content_type="text/plain",
-                           content_bytes=b"hello")
+            FileAttachment(
+                odata_type="#microsoft.graph.fileAttachment",
+                name="n.txt",
+                content_type="text/plain",
+                content_bytes=b"hello",
+            )
         )
         return draft, added
 
-    draft, added = run(scenario)
+    _draft, added = run(scenario)
     assert (added.name, added.size) == ("n.txt", 5)
     [stored] = tenant.state.messages(SHARED, "drafts")
     assert [a.content for a in stored.attachments] == [b"hello"]
@@ -97,7 +106,7 @@ def test_upload_session__sequential_chunks__200_next_range_then_201_location(ten
         )
         return draft, session
 
-    draft, session = run(scenario)
+    _draft, session = run(scenario)
     assert session.next_expected_ranges == ["0-"]
     assert session.upload_url.startswith(tenant.base_url)
     statuses = []
@@ -107,8 +116,10 @@ def test_upload_session__sequential_chunks__200_next_range_then_201_location(ten
         response = httpx.put(
             session.upload_url,
             content=part,
-            headers={"Content-Range": f"bytes {start}-{start + len(part) - 1}/{size}",
-                     "Content-Type": "application/octet-stream"},
+            headers={
+                "Content-Range": f"bytes {start}-{start + len(part) - 1}/{size}",
+                "Content-Type": "application/octet-stream",
+            },
         )
         statuses.append((response.status_code, response.json().get("nextExpectedRanges") if response.content else None))
     assert statuses == [(200, ["4096"]), (200, ["8192"]), (201, None)]
@@ -138,8 +149,10 @@ def test_expand_message_size_property__pr_message_size(tenant):
     message_id = tenant.state.seed_eml(SHARED, raw)
     response = httpx.get(
         f"{tenant.graph_base_url}/users/{SHARED}/messages/{message_id}",
-        params={"$expand": "singleValueExtendedProperties($filter=Id eq 'LONG 0x0E08')",
-                "$select": "internetMessageHeaders"},
+        params={
+            "$expand": "singleValueExtendedProperties($filter=Id eq 'LONG 0x0E08')",
+            "$select": "internetMessageHeaders",
+        },
         headers={"Authorization": "Bearer t"},
     )
     assert response.json()["singleValueExtendedProperties"] == [{"id": "Long 0xe08", "value": str(len(raw))}]

@@ -4,6 +4,8 @@ from msgraph.generated.models.message import Message
 from msgraph_core.requests.batch_request_content import BatchRequestContent
 from msgraph_core.requests.batch_request_item import BatchRequestItem
 
+from mailplane.devtenant.app import DevTenant
+
 HEADERS = {"Authorization": "Bearer t"}
 
 
@@ -59,19 +61,21 @@ def test_batch__failed_dependency__424_and_overall_200(tenant):
 
 
 def test_batch__sdk_depends_on_spelling__ignored_not_rejected(tenant):
-    items = [{**_get(1, f"/users/{SHARED}/messages"), "depends_on": []},
-             {**_get(2, f"/v1.0/users/{SHARED}/mailFolders('inbox')"), "depends_on": ["1"]}]
+    items = [
+        {**_get(1, f"/users/{SHARED}/messages"), "depends_on": []},
+        {**_get(2, f"/v1.0/users/{SHARED}/mailFolders('inbox')"), "depends_on": ["1"]},
+    ]
     response = _batch(tenant, items)
     assert sorted(r["status"] for r in response.json()["responses"]) == [200, 200]
 
 
 def test_batch__items_over_window_limit__429_items_with_retry_after_inside_200():
-    from mailplane.devtenant.app import DevTenant
-
     with DevTenant(window_limit=3, with_exchange=False) as tenant:
         tenant.state.add_mailbox(SHARED)
-        response = _batch(tenant, [{**_get(i, f"/users/{SHARED}/messages"), **({"dependsOn": [str(i - 1)]} if i else {})}
-                                   for i in range(5)])
+        response = _batch(
+            tenant,
+            [{**_get(i, f"/users/{SHARED}/messages"), **({"dependsOn": [str(i - 1)]} if i else {})} for i in range(5)],
+        )
         throttled = tenant.requests.throttled
     responses = sorted(response.json()["responses"], key=lambda r: int(r["id"]))
     assert response.status_code == 200
@@ -84,6 +88,5 @@ def test_batch__items_over_window_limit__429_items_with_retry_after_inside_200()
 
 
 def test_batch__items_without_authorization__inherit_the_envelope_token(tenant):
-    response = httpx.post(f"{tenant.graph_base_url}/$batch",
-                          json={"requests": [_get(1, f"/users/{SHARED}/messages")]})
+    response = httpx.post(f"{tenant.graph_base_url}/$batch", json={"requests": [_get(1, f"/users/{SHARED}/messages")]})
     assert response.status_code == 401

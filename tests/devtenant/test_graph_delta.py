@@ -1,9 +1,13 @@
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 from devtenant_harness import SHARED, eml, graph_client, run
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_request_builder import DeltaRequestBuilder
+from msgraph.generated.users.item.messages.item.move.move_post_request_body import MovePostRequestBody
 
 
 def _delta_config(page_size=None, select=None):
@@ -33,7 +37,8 @@ def test_delta__initial_sync_in_pages__all_messages_then_delta_link(tenant):
     pages = run(scenario)
     assert [len(p.value) for p in pages] == [2, 2, 1]
     assert all("$skiptoken=" in p.odata_next_link for p in pages[:-1])
-    assert "$deltatoken=" in pages[-1].odata_delta_link and pages[-1].odata_next_link is None
+    assert "$deltatoken=" in pages[-1].odata_delta_link
+    assert pages[-1].odata_next_link is None
     assert "mailFolders('" in pages[0].odata_next_link
     assert sorted(m.subject for p in pages for m in p.value) == [f"m{i}" for i in range(5)]
     assert tenant.requests.count(kind="message.delta") == 3
@@ -50,9 +55,6 @@ def test_delta__changes_after_delta_link__new_updated_and_removed_entries(tenant
         pages = await _drain(delta, await delta.get())
         link = pages[-1].odata_delta_link
         messages = client.users.by_user_id(SHARED).messages
-        from msgraph.generated.models.message import Message
-        from msgraph.generated.users.item.messages.item.move.move_post_request_body import MovePostRequestBody
-
         await messages.by_message_id(keep).patch(Message(is_read=True))
         await messages.by_message_id(moved).move.post(MovePostRequestBody(destination_id="archive"))
         tenant.state.seed_eml(SHARED, eml("new"))
@@ -72,8 +74,11 @@ def test_delta__changes_after_delta_link__new_updated_and_removed_entries(tenant
 def test_delta__wire_forms__delta_and_delta_parens_and_key_syntax(tenant):
     tenant.state.seed_eml(SHARED, eml())
     headers = {"Authorization": "Bearer t"}
-    for path in ("mailFolders/inbox/messages/delta()", "mailFolders('Inbox')/messages/delta",
-                 "mailFolders/inbox/messages/microsoft.graph.delta()"):
+    for path in (
+        "mailFolders/inbox/messages/delta()",
+        "mailFolders('Inbox')/messages/delta",
+        "mailFolders/inbox/messages/microsoft.graph.delta()",
+    ):
         response = httpx.get(f"{tenant.graph_base_url}/users/{SHARED}/{path}", headers=headers)
         body = response.json()
         assert (path, response.status_code, len(body["value"])) == (path, 200, 1)
@@ -121,8 +126,6 @@ def test_delta__unsupported_filter__400(tenant):
 
 
 def test_delta__received_filter__only_newer_messages(tenant):
-    from datetime import UTC, datetime
-
     tenant.state.seed_eml(SHARED, eml("old"), received=datetime(2023, 1, 1, tzinfo=UTC))
     tenant.state.seed_eml(SHARED, eml("new"), received=datetime(2024, 6, 1, tzinfo=UTC))
     response = httpx.get(

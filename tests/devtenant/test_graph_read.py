@@ -9,26 +9,27 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.mail_folders.item.messages.messages_request_builder import MessagesRequestBuilder
 from msgraph_core import PageIterator
 
+from mailplane.devtenant.app import DevTenant
+
 BASE = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
 
 
 def _seed(tenant, count, *, read_every=0):
-    ids = []
-    for i in range(count):
-        ids.append(
-            tenant.state.seed_eml(
-                SHARED,
-                eml(f"Message {i}", message_id=f"<m{i}@example.com>"),
-                is_read=bool(read_every and i % read_every == 0),
-                received=BASE + timedelta(minutes=i),
-            )
+    return [
+        tenant.state.seed_eml(
+            SHARED,
+            eml(f"Message {i}", message_id=f"<m{i}@example.com>"),
+            is_read=bool(read_every and i % read_every == 0),
+            received=BASE + timedelta(minutes=i),
         )
-    return ids
+        for i in range(count)
+    ]
 
 
 def _config(**query):
-    config = RequestConfiguration(query_parameters=MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(**query))
-    return config
+    return RequestConfiguration(
+        query_parameters=MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(**query)
+    )
 
 
 def test_list_inbox__25_messages_default_page__three_pages_of_10_via_next_link(tenant):
@@ -47,7 +48,8 @@ def test_list_inbox__25_messages_default_page__three_pages_of_10_via_next_link(t
 
     sizes, links = run(scenario)
     assert sizes == [10, 10, 5]
-    assert "$skip=10" in links[0] and links[-1] is None
+    assert "$skip=10" in links[0]
+    assert links[-1] is None
     assert "/users/shared@contoso.com/" in links[0]
 
 
@@ -72,8 +74,11 @@ def test_list__unread_filter_and_received_order__only_unread_oldest_first(tenant
     async def scenario():
         inbox = graph_client(tenant).users.by_user_id(SHARED).mail_folders.by_mail_folder_id("inbox").messages
         page = await inbox.get(
-            request_configuration=_config(filter="isRead eq false and receivedDateTime ge 2024-01-01T10:02:00Z",
-                                          orderby=["isRead", "receivedDateTime asc"], top=50)
+            request_configuration=_config(
+                filter="isRead eq false and receivedDateTime ge 2024-01-01T10:02:00Z",
+                orderby=["isRead", "receivedDateTime asc"],
+                top=50,
+            )
         )
         return [m.subject for m in page.value]
 
@@ -115,7 +120,9 @@ def test_list__filter_variants__matching_messages(tenant, filter_text, expected)
 
 def test_list__top_over_1000__400(tenant):
     response = httpx.get(
-        f"{tenant.graph_base_url}/users/{SHARED}/messages", params={"$top": "1001"}, headers={"Authorization": "Bearer t"}
+        f"{tenant.graph_base_url}/users/{SHARED}/messages",
+        params={"$top": "1001"},
+        headers={"Authorization": "Bearer t"},
     )
     assert (response.status_code, response.json()["error"]["code"]) == (400, "ErrorInvalidUrlQuery")
 
@@ -147,7 +154,8 @@ def test_get_message_and_mime__seeded_eml__fields_and_exact_bytes(tenant):
     message, mime = run(scenario)
     assert (message.id, message.subject, message.internet_message_id) == (message_id, "Subject ü", "<one@example.com>")
     assert message.from_.email_address.address == "customer@example.com"
-    assert message.is_read is False and message.is_draft is False
+    assert message.is_read is False
+    assert message.is_draft is False
     assert message.body_preview == "Hi there"
     assert mime == raw
 
@@ -170,7 +178,9 @@ def test_folder_key_syntax__well_known_names_any_case_and_ids__same_folder(tenan
     tenant.state.seed_eml(SHARED, eml())
     folder_id = tenant.state.folder_id(SHARED, "inbox")
     for ref in ("mailFolders('INBOX')", "mailFolders/inbox", f"mailFolders('{folder_id}')", f"mailFolders/{folder_id}"):
-        response = httpx.get(f"{tenant.graph_base_url}/users/{SHARED}/{ref}/messages", headers={"Authorization": "Bearer t"})
+        response = httpx.get(
+            f"{tenant.graph_base_url}/users/{SHARED}/{ref}/messages", headers={"Authorization": "Bearer t"}
+        )
         assert (ref, response.status_code, len(response.json()["value"])) == (ref, 200, 1)
 
 
@@ -200,12 +210,11 @@ def test_auth__no_bearer_token__401_invalid_authentication_token(tenant):
     response = httpx.get(f"{tenant.graph_base_url}/users/{SHARED}/messages")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "InvalidAuthenticationToken"
-    assert response.headers["request-id"] and response.headers["client-request-id"]
+    assert response.headers["request-id"]
+    assert response.headers["client-request-id"]
 
 
 def test_auth__configured_token__other_tokens_rejected():
-    from mailplane.devtenant.app import DevTenant
-
     with DevTenant(token="right", with_exchange=False) as tenant:
         tenant.state.add_mailbox(SHARED)
         wrong = httpx.get(f"{tenant.graph_base_url}/users/{SHARED}/messages", headers={"Authorization": "Bearer wrong"})

@@ -1,6 +1,9 @@
 import base64
 
+import httpx
 import pytest
+from devtenant_harness import SENDER, SHARED, eml, graph_client, run
+from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from msgraph.generated.models.body_type import BodyType
@@ -10,9 +13,6 @@ from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.recipient import Recipient
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
-from kiota_abstractions.base_request_configuration import RequestConfiguration
-
-from devtenant_harness import SENDER, SHARED, eml, graph_client, run
 
 
 def _message(subject="Hello", to=SHARED):
@@ -63,7 +63,11 @@ def test_send_mail_raw_mime__base64_text_plain__202_and_message_id_kept(tenant):
 
     run(scenario)
     [sent] = tenant.state.outbox(SENDER)
-    assert (sent.internet_message_id, sent.via, sent.bcc) == ("<raw-1@contoso.com>", "sendMail-mime", ["hidden@contoso.com"])
+    assert (sent.internet_message_id, sent.via, sent.bcc) == (
+        "<raw-1@contoso.com>",
+        "sendMail-mime",
+        ["hidden@contoso.com"],
+    )
     [delivered] = tenant.state.messages(SHARED)
     assert b"hidden@contoso.com" not in delivered.raw
 
@@ -97,13 +101,13 @@ def test_send_mail__unresolvable_recipient__400_invalid_recipients(tenant):
 
 
 def test_send_mail__camel_case_parameters__bound_case_insensitively(tenant):
-    import httpx
-
     response = httpx.post(
         f"{tenant.graph_base_url}/users/{SENDER}/sendMail",
         headers={"Authorization": "Bearer x"},
-        json={"message": {"subject": "camel", "toRecipients": [{"emailAddress": {"address": SHARED}}]},
-              "saveToSentItems": "false"},
+        json={
+            "message": {"subject": "camel", "toRecipients": [{"emailAddress": {"address": SHARED}}]},
+            "saveToSentItems": "false",
+        },
     )
     assert (response.status_code, response.content) == (202, b"")
     assert tenant.state.messages(SENDER, "sentitems") == []
@@ -122,9 +126,12 @@ def test_draft_then_send__immutable_ids__draft_id_addresses_sent_copy(tenant):
         return draft, sent
 
     draft, sent = run(scenario)
-    assert draft.is_draft is True and draft.is_read is True
+    assert draft.is_draft is True
+    assert draft.is_read is True
     assert draft.parent_folder_id == tenant.state.folder_id(SENDER, "drafts")
-    assert draft.internet_message_id and draft.conversation_id and draft.change_key
+    assert draft.internet_message_id
+    assert draft.conversation_id
+    assert draft.change_key
     assert sent.id == draft.id
     assert sent.is_draft is False
     assert sent.parent_folder_id == tenant.state.folder_id(SENDER, "sentitems")

@@ -55,7 +55,9 @@ def test_subscription__handshake_then_new_mail__notification_with_client_state(t
 
     created = run(scenario)
     assert receiver.validations == 1
-    assert created.id and created.client_state == "s3cret" and created.change_type == "created"
+    assert created.id
+    assert created.client_state == "s3cret"
+    assert created.change_type == "created"
     message_id = tenant.state.seed_eml(SHARED, eml())
     tenant.state.seed_eml(SHARED, eml(), folder="archive")  # other folder: no notification
     assert tenant.notifier.wait_idle()

@@ -22,8 +22,9 @@ def test_patch_is_read__unread_message__200_full_message_and_new_change_key(tena
 
     async def scenario():
         item = graph_client(tenant).users.by_user_id(SHARED).messages.by_message_id(message_id)
-        return await item.patch(Message(is_read=True, categories=["imported"],
-                                        flag=FollowupFlag(flag_status=FollowupFlagStatus.Flagged)))
+        return await item.patch(
+            Message(is_read=True, categories=["imported"], flag=FollowupFlag(flag_status=FollowupFlagStatus.Flagged))
+        )
 
     updated = run(scenario)
     assert (updated.id, updated.is_read, updated.categories) == (message_id, True, ["imported"])
@@ -37,8 +38,11 @@ def test_patch_subject__received_message__400_sent_message_property(tenant):
     message_id = tenant.state.seed_eml(SHARED, eml())
 
     async def scenario():
-        await graph_client(tenant).users.by_user_id(SHARED).messages.by_message_id(message_id).patch(
-            Message(subject="changed")
+        await (
+            graph_client(tenant)
+            .users.by_user_id(SHARED)
+            .messages.by_message_id(message_id)
+            .patch(Message(subject="changed"))
         )
 
     with pytest.raises(ODataError) as caught:
@@ -98,8 +102,11 @@ def test_move__unknown_destination__404(tenant):
     message_id = tenant.state.seed_eml(SHARED, eml())
 
     async def scenario():
-        await graph_client(tenant).users.by_user_id(SHARED).messages.by_message_id(message_id).move.post(
-            MovePostRequestBody(destination_id="AQMkAD" + "B" * 60)
+        await (
+            graph_client(tenant)
+            .users.by_user_id(SHARED)
+            .messages.by_message_id(message_id)
+            .move.post(MovePostRequestBody(destination_id="AQMkAD" + "B" * 60))
         )
 
     with pytest.raises(ODataError) as caught:

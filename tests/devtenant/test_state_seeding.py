@@ -83,8 +83,11 @@ def test_seed__arbitrary_bytes__never_raises_and_projects(raw):
 def test_threading__reply_with_references__same_conversation_id():
     state = _state()
     state.seed_eml(BOX, b"Message-ID: <root@example.com>\r\nSubject: q\r\n\r\nq")
-    state.seed_eml(BOX, b"Message-ID: <r1@example.com>\r\nIn-Reply-To: <root@example.com>\r\n"
-                   b"References: <root@example.com>\r\nSubject: Re: q\r\n\r\na")
+    state.seed_eml(
+        BOX,
+        b"Message-ID: <r1@example.com>\r\nIn-Reply-To: <root@example.com>\r\n"
+        b"References: <root@example.com>\r\nSubject: Re: q\r\n\r\na",
+    )
     state.seed_eml(BOX, b"Message-ID: <other@example.com>\r\nSubject: other\r\n\r\nz")
     by_subject = {m.subject: m for m in state.messages(BOX)}
     assert by_subject["q"].conversation_id == by_subject["Re: q"].conversation_id

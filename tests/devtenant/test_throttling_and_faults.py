@@ -5,8 +5,12 @@ import httpx
 import pytest
 from devtenant_harness import SHARED, eml, graph_client, run
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.models.email_address import EmailAddress
 from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.recipient import Recipient
+from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
 
 from mailplane.devtenant.app import DevTenant
 
@@ -103,8 +107,9 @@ def test_drop_fault__request_not_applied__client_sees_protocol_error(tenant):
     message_id = tenant.state.seed_eml(SHARED, eml())
     tenant.faults.drop(method="PATCH", mailbox=SHARED, count=1)
     with pytest.raises(httpx.RemoteProtocolError):
-        httpx.patch(f"{tenant.graph_base_url}/users/{SHARED}/messages/{message_id}", json={"isRead": True},
-                    headers=HEADERS)
+        httpx.patch(
+            f"{tenant.graph_base_url}/users/{SHARED}/messages/{message_id}", json={"isRead": True}, headers=HEADERS
+        )
     assert tenant.state.messages(SHARED)[0].is_read is False
 
 
@@ -112,12 +117,10 @@ def test_apply_then_drop__send_mail__applied_once_but_response_lost(tenant):
     tenant.faults.apply_then_drop(path="/sendMail$", count=1)
 
     async def scenario():
-        from msgraph.generated.models.email_address import EmailAddress
-        from msgraph.generated.models.recipient import Recipient
-        from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
-
         body = SendMailPostRequestBody(
-            message=Message(subject="once", to_recipients=[Recipient(email_address=EmailAddress(address="x@example.com"))])
+            message=Message(
+                subject="once", to_recipients=[Recipient(email_address=EmailAddress(address="x@example.com"))]
+            )
         )
         await graph_client(tenant).users.by_user_id(SHARED).send_mail.post(body)
 
@@ -133,8 +136,17 @@ def test_apply_then_drop__inside_batch__items_applied_whole_response_lost(tenant
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(
             f"{tenant.graph_base_url}/$batch",
-            json={"requests": [{"id": "1", "method": "PATCH", "url": f"/users/{SHARED}/messages/{message_id}",
-                                "headers": {"Content-Type": "application/json"}, "body": {"isRead": True}}]},
+            json={
+                "requests": [
+                    {
+                        "id": "1",
+                        "method": "PATCH",
+                        "url": f"/users/{SHARED}/messages/{message_id}",
+                        "headers": {"Content-Type": "application/json"},
+                        "body": {"isRead": True},
+                    }
+                ]
+            },
             headers=HEADERS,
         )
     assert tenant.state.messages(SHARED)[0].is_read is True
@@ -189,8 +201,6 @@ def test_control_endpoint__seed_and_outbox(tenant):
 
 
 def test_request_log__per_request_config_no_retry__counts_one_429(tenant):
-    from kiota_http.middleware.options import RetryHandlerOption
-
     tenant.faults.throttle()
 
     async def scenario():
