@@ -29,6 +29,7 @@ from mailplane.devtenant.projection import (
     MESSAGE_PROPERTIES,
     attachment_json,
     folder_json,
+    format_datetime,
     message_json,
     subscription_json,
 )
@@ -357,6 +358,14 @@ def _check_recipients(to: list[tuple[str, str]], cc: list[tuple[str, str]], bcc:
                 f"At least one recipient isn't valid., Recipient \"{address}\" isn't resolved. All recipients must be "
                 "resolved before a message can be submitted.",
             )
+
+
+def _message_ids_of(message: StoredMessage) -> list[str]:
+    """The References chain of a stored message (from its transport headers)."""
+    for name, value in message.headers:
+        if name.lower() == "references":
+            return re.findall(r"<[^<>\s]+>", value)
+    return []
 
 
 def _check_id(value: str) -> None:
@@ -978,6 +987,87 @@ class GraphEmulator:
             else:
                 self.state.touch(message)
             body = self._message_out(request, message, context=True)
+        return GraphResponse(201, body, self._preference_headers(request))
+
+    def _respond_draft(
+        self, mailbox: Mailbox, original: StoredMessage, kind: str, data: dict[str, Any]
+    ) -> StoredMessage:
+        """Build the draft Exchange creates for createReply/createReplyAll/createForward (and reply/forward)."""
+        own = mailbox.address.lower()
+        if kind == "forward":
+            prefix, to = "FW: ", _recipients(_param(data, "ToRecipients"), "ToRecipients")
+            cc: list[tuple[str, str]] = []
+        else:
+            prefix = "RE: "
+            to = list(original.reply_to or ([original.from_] if original.from_ else []))
+            cc = []
+            if kind == "replyAll":
+                to += [r for r in original.to if r[1].lower() != own and r not in to]
+                cc = [r for r in original.cc if r[1].lower() != own]
+        subject = original.subject or ""
+        if not subject.upper().startswith(prefix.strip().upper()):
+            subject = prefix + subject
+        comment = str(_param(data, "Comment") or "")
+        quoted_header = (
+            f"From: {original.from_[1] if original.from_ else ''}\n"
+            f"Sent: {format_datetime(original.sent) or ''}\nSubject: {original.subject or ''}"
+        )
+        if original.body_type == "html":
+            body = f"<html><body><div>{comment}</div><hr><div>{quoted_header}</div>{original.body}</body></html>"
+        else:
+            body = f"{comment}\n\n{quoted_header}\n\n{original.body}"
+        references = [
+            *_message_ids_of(original),
+            *([original.internet_message_id] if original.internet_message_id else []),
+        ]
+        headers = []
+        if kind != "forward" and original.internet_message_id:
+            headers = [("In-Reply-To", original.internet_message_id), ("References", " ".join(references))]
+        fields: dict[str, Any] = {
+            "subject": subject,
+            "body_type": original.body_type,
+            "body": body,
+            "to": to,
+            "cc": cc,
+            "headers": headers,
+            "related_ids": references,
+        }
+        if kind == "forward":
+            fields["attachments"] = [
+                ParsedAttachment(a.name, a.content_type, a.content, a.is_inline, a.content_id, a.is_item)
+                for a in original.attachments
+            ]
+        overrides = _param(data, "Message")
+        if isinstance(overrides, dict):
+            extra = _message_fields(overrides)
+            if kind == "forward" and "to" in extra and not to:
+                fields["to"] = extra.pop("to")
+            fields.update(extra)
+        return self.state.create_draft(mailbox, fields)
+
+    async def create_response(
+        self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
+    ) -> GraphResponse:
+        """POST …/createReply, createReplyAll, createForward -> 201 draft; reply, replyAll, forward -> 202 sent."""
+        assert mailbox is not None
+        action = request.path.rstrip("/").rsplit("/", 1)[-1].removeprefix("microsoft.graph.").lower()
+        kind = {
+            "createreply": "reply",
+            "reply": "reply",
+            "createreplyall": "replyAll",
+            "replyall": "replyAll",
+            "createforward": "forward",
+            "forward": "forward",
+        }[action]
+        data = _json_body(request) if request.body.strip() else {}
+        with self.state.lock:
+            original = self._message(mailbox, params)
+            draft = self._respond_draft(mailbox, original, kind, data)
+            if not action.startswith("create"):
+                _check_recipients(draft.to, draft.cc, draft.bcc)
+                self.state.send_draft(mailbox, draft)
+                return GraphResponse(202)
+            body = self._message_out(request, draft, context=True)
         return GraphResponse(201, body, self._preference_headers(request))
 
     async def copy_message(
@@ -1900,6 +1990,10 @@ def _message_routes(prefix: tuple[str, ...]) -> list[_Route]:
         _Route("POST", (*m, "send"), "message.send", E.send_draft),
         _Route("POST", (*m, "move"), "message.move", E.move_message),
         _Route("POST", (*m, "copy"), "message.copy", E.copy_message),
+        *(
+            _Route("POST", (*m, action), f"message.{action}", E.create_response)
+            for action in ("createReply", "createReplyAll", "createForward", "reply", "replyAll", "forward")
+        ),
         _Route(
             "POST",
             (*m, "attachments", "createUploadSession"),

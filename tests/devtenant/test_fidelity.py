@@ -269,6 +269,7 @@ def _sample(type_name):
         "Edm.Boolean": True,
         "Edm.String": "archive",
         "graph.attachmentItem": {"attachmentType": "file", "name": "f.bin", "size": 10},
+        "Collection(graph.recipient)": [{"emailAddress": {"address": "someone@example.com"}}],
     }[type_name]
 
 
@@ -280,6 +281,12 @@ def _sample(type_name):
         ("copy", "/users/{user}/messages/{message}/copy", 201),
         ("createUploadSession", "/users/{user}/messages/{message}/attachments/createUploadSession", 201),
         ("send", "/users/{user}/messages/{draft}/send", 202),
+        ("createReply", "/users/{user}/messages/{message}/createReply", 201),
+        ("createReplyAll", "/users/{user}/messages/{message}/createReplyAll", 201),
+        ("createForward", "/users/{user}/messages/{message}/createForward", 201),
+        ("reply", "/users/{user}/messages/{message}/reply", 202),
+        ("replyAll", "/users/{user}/messages/{message}/replyAll", 202),
+        ("forward", "/users/{user}/messages/{message}/forward", 202),
     ],
 )
 @pytest.mark.parametrize("casing", ["csdl", "camel"])

@@ -12,6 +12,10 @@ from msgraph.generated.models.item_body import ItemBody
 from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.recipient import Recipient
+from msgraph.generated.users.item.messages.item.create_reply.create_reply_post_request_body import (
+    CreateReplyPostRequestBody,
+)
+from msgraph.generated.users.item.messages.item.forward.forward_post_request_body import ForwardPostRequestBody
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
 
 
@@ -163,3 +167,47 @@ def test_send_of_sent_message__not_a_draft__400(tenant):
     with pytest.raises(ODataError) as caught:
         run(scenario)
     assert caught.value.response_status_code == 400
+
+
+def test_create_reply__received_message__draft_threaded_to_sender_then_sent_with_in_reply_to(tenant):
+    original_id = tenant.state.seed_eml(SHARED, eml("Question", message_id="<q1@example.com>"))
+
+    async def scenario():
+        messages = graph_client(tenant).users.by_user_id(SHARED).messages
+        draft = await messages.by_message_id(original_id).create_reply.post(
+            CreateReplyPostRequestBody(comment="Thanks, we are on it.")
+        )
+        original = await messages.by_message_id(original_id).get()
+        await messages.by_message_id(draft.id).send.post()
+        return draft, original
+
+    draft, original = run(scenario)
+    assert draft.subject == "RE: Question"
+    assert [r.email_address.address for r in draft.to_recipients] == ["customer@example.com"]
+    assert draft.conversation_id == original.conversation_id
+    assert "Thanks, we are on it." in draft.body.content
+    [sent] = tenant.state.outbox(SHARED)
+    assert b"In-Reply-To: <q1@example.com>" in sent.mime
+    assert b"References: <q1@example.com>" in sent.mime
+
+
+def test_forward__with_to_recipients__sent_with_attachments(tenant):
+    original_id = tenant.state.seed_eml(SHARED, eml("Invoice", attachments=[("i.pdf", "application/pdf", b"%PDF-1")]))
+
+    async def scenario():
+        await (
+            graph_client(tenant)
+            .users.by_user_id(SHARED)
+            .messages.by_message_id(original_id)
+            .forward.post(
+                ForwardPostRequestBody(
+                    to_recipients=[Recipient(email_address=EmailAddress(address=SENDER))], comment="FYI"
+                )
+            )
+        )
+
+    run(scenario)
+    [sent] = tenant.state.outbox(SHARED)
+    assert (sent.subject, sent.to) == ("FW: Invoice", [SENDER])
+    [delivered] = tenant.state.messages(SENDER)
+    assert [a.name for a in delivered.attachments] == ["i.pdf"]
