@@ -120,8 +120,15 @@ class Grants:
                 "outOfScopeMailbox": self.out_of_scope_mailbox,
             },
             "tenantWideMail": list(self.tenant_wide_mail),
-            "credentials": [{k: v for k, v in asdict(c).items() if v is not None} for c in self.credentials],
+            "credentials": [
+                {_camel(k): v for k, v in asdict(c).items() if v is not None} for c in self.credentials
+            ],
         }
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _grant_dict(grant: EntraGrant) -> dict[str, Any]:

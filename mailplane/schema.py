@@ -78,6 +78,15 @@ def schema_problems(name: str, instance: Any) -> list[ConfigProblem]:
     headline = best_match(errors)
     errors.sort(key=lambda e: (e is not headline, [str(p) for p in e.absolute_path]))
     return [
-        ConfigProblem(path=tuple(error.absolute_path), message=_describe(error, schema), value=error.instance)
-        for error in errors
+        ConfigProblem(path=_path_of(error), message=_describe(error, schema), value=error.instance) for error in errors
     ]
+
+
+def _path_of(error: ValidationError) -> tuple[str | int, ...]:
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        unexpected = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        if len(unexpected) == 1:
+            # Point at the unknown key itself: "mailplane:scopping", not the object holding it.
+            return (*path, unexpected[0])
+    return path
