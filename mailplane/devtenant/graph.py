@@ -368,6 +368,17 @@ def _message_ids_of(message: StoredMessage) -> list[str]:
     return []
 
 
+def _check_send_as(mailbox: Mailbox, sender: tuple[str, str] | None) -> None:
+    address = (sender[1] if sender else "").lower()
+    if address and address != mailbox.address.lower() and address not in mailbox.send_as:
+        raise GraphError(
+            403,
+            "ErrorSendAsDenied",
+            "The user account which was used to submit this request does not have the right to send mail on behalf "
+            "of the specified sending account., Cannot submit message.",
+        )
+
+
 def _check_id(value: str) -> None:
     if not _ID_PATTERN.fullmatch(value):
         raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
@@ -804,6 +815,7 @@ class GraphEmulator:
             raw = _decode_mime(request.body)
             parsed = parse_mime(raw)
             _check_recipients(parsed.to, parsed.cc, parsed.bcc)
+            _check_send_as(mailbox, parsed.from_[0] if parsed.from_ else None)
             self.state.send_mime(mailbox, raw, save_to_sent_items=True)
             return GraphResponse(202)
         data = _json_body(request)
@@ -814,6 +826,7 @@ class GraphEmulator:
         save = True if save_value is None else _as_bool(save_value)
         fields = _message_fields(message)
         _check_recipients(fields.get("to", []), fields.get("cc", []), fields.get("bcc", []))
+        _check_send_as(mailbox, fields.get("from_"))
         self.state.send_fields(mailbox, fields, save_to_sent_items=save)
         return GraphResponse(202)
 
@@ -841,6 +854,7 @@ class GraphEmulator:
             if not message.is_draft:
                 raise GraphError(400, "ErrorInvalidOperation", "Only draft messages can be sent.")
             _check_recipients(message.to, message.cc, message.bcc)
+            _check_send_as(mailbox, message.from_)
             self.state.send_draft(mailbox, message)
         del request
         return GraphResponse(202)

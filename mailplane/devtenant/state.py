@@ -203,6 +203,7 @@ class Mailbox:
     conversations: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # Message-ID -> (id, index)
     outbox: list[OutboundMessage] = field(default_factory=list)
     access_denied: bool = False
+    send_as: set[str] = field(default_factory=set)  # other From addresses this mailbox may send as (lower case)
 
 
 @dataclass
@@ -384,6 +385,11 @@ class DevTenantState:
         """Make Graph answer 403 ErrorAccessDenied for this mailbox (an app outside its RBAC scope)."""
         with self._lock:
             self.mailbox(mailbox).access_denied = denied
+
+    def grant_send_as(self, mailbox: str, address: str) -> None:
+        """Let sends from ``mailbox`` carry ``From: address`` (Exchange's SendAs/SendOnBehalf right)."""
+        with self._lock:
+            self.mailbox(mailbox).send_as.add(address.lower())
 
     # ----- folders -----------------------------------------------------------------------------------------------
     def resolve_folder(self, mailbox: Mailbox, ref: str) -> Folder:

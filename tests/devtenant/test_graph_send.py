@@ -211,3 +211,23 @@ def test_forward__with_to_recipients__sent_with_attachments(tenant):
     assert (sent.subject, sent.to) == ("FW: Invoice", [SENDER])
     [delivered] = tenant.state.messages(SENDER)
     assert [a.name for a in delivered.attachments] == ["i.pdf"]
+
+
+def test_send_mail__from_another_address_without_send_as__403_send_as_denied(tenant):
+    def send(sender):
+        async def scenario():
+            message = _message()
+            message.from_ = Recipient(email_address=EmailAddress(address=sender))
+            body = SendMailPostRequestBody(message=message, save_to_sent_items=False)
+            await graph_client(tenant).users.by_user_id(SENDER).send_mail.post(body)
+
+        run(scenario)
+
+    with pytest.raises(ODataError) as caught:
+        send("ceo@contoso.com")
+    assert (caught.value.response_status_code, caught.value.error.code) == (403, "ErrorSendAsDenied")
+    send(SENDER.upper())
+    tenant.state.grant_send_as(SENDER, "noreply@contoso.com")
+    send("noreply@contoso.com")
+    assert [m.mime.count(b"From:") for m in tenant.state.outbox(SENDER)] == [1, 1]
+    assert b"noreply@contoso.com" in tenant.state.outbox(SENDER)[1].mime
