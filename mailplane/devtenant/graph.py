@@ -887,15 +887,7 @@ class GraphEmulator:
                 candidates = list(mailbox.messages.values())
                 context = f"users('{quote(mailbox.address)}')/messages"
             resolved_groups = [[self._resolve_condition(mailbox, c) for c in group] for group in groups]
-            matching = [
-                m
-                for m in candidates
-                if not resolved_groups
-                or any(
-                    all(_compare(_property_value(m, c.property), c.operator, c.value) for c in group)
-                    for group in resolved_groups
-                )
-            ]
+            matching = [m for m in candidates if _matches(m, resolved_groups)]
             for name, direction in reversed(order or [("receivedDateTime", "desc")]):
                 matching.sort(key=_sort_by(name), reverse=direction == "desc")
             page = matching[skip : skip + top]
@@ -918,6 +910,22 @@ class GraphEmulator:
         if condition.property == "from/emailAddress/address":
             return _Condition(condition.property, condition.operator, str(condition.value).lower())
         return condition
+
+    async def count_messages(
+        self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
+    ) -> GraphResponse:
+        """GET …/messages/$count: the number as text (``$filter`` applies)."""
+        assert mailbox is not None
+        filter_text = request.param("filter")
+        groups = _parse_filter(filter_text) if filter_text else []
+        with self.state.lock:
+            if "folder" in params:
+                candidates = self.state.folder_messages(mailbox, self._folder(mailbox, params["folder"]).id)
+            else:
+                candidates = list(mailbox.messages.values())
+            resolved = [[self._resolve_condition(mailbox, c) for c in group] for group in groups]
+            count = sum(1 for m in candidates if _matches(m, resolved))
+        return GraphResponse(200, str(count).encode(), content_type="text/plain")
 
     async def get_message(
         self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
@@ -1930,6 +1938,12 @@ def _parse_orderby(raw: str | None) -> list[tuple[str, str]]:
     return out
 
 
+def _matches(message: StoredMessage, groups: list[list[_Condition]]) -> bool:
+    return not groups or any(
+        all(_compare(_property_value(message, c.property), c.operator, c.value) for c in group) for group in groups
+    )
+
+
 def _sort_by(name: str) -> Callable[[StoredMessage], tuple[int, Any]]:
     return lambda message: _sort_key(_property_value(message, name))
 
@@ -2047,6 +2061,8 @@ _ROUTES: list[_Route] = [
     _Route("GET", (*_FOLDER, "childFolders"), "folder.list", GraphEmulator.list_folders),
     _Route("POST", (*_FOLDER, "childFolders"), "folder.create", GraphEmulator.create_folder),
     _Route("GET", (*_FOLDER, "messages", "delta"), "message.delta", GraphEmulator.delta),
+    _Route("GET", (*_FOLDER, "messages", "$count"), "message.count", GraphEmulator.count_messages),
+    _Route("GET", (*_USER, "messages", "$count"), "message.count", GraphEmulator.count_messages),
     _Route("GET", (*_FOLDER, "messages"), "message.list", GraphEmulator.list_messages),
     _Route("POST", (*_FOLDER, "messages"), "message.create", GraphEmulator.create_message),
     _Route("GET", _FOLDER, "folder.get", GraphEmulator.get_folder),

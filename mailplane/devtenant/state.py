@@ -289,6 +289,7 @@ class DevTenantState:
         tenant_id: str = "00000000-0000-0000-0000-0000000000aa",
         domain: str = "contoso.com",
         delta_token_ttl: timedelta = timedelta(days=7),
+        delta_cache_size: int = 50_000,
     ) -> None:
         """An empty default tenant named by ``tenant_id`` with ``domain``."""
         self._lock = threading.RLock()
@@ -301,6 +302,7 @@ class DevTenantState:
         self.delta_cursors: dict[str, DeltaCursor] = {}
         self.upload_sessions: dict[str, UploadSession] = {}
         self.delta_token_ttl = delta_token_ttl
+        self.delta_cache_size = delta_cache_size
 
     @property
     def lock(self) -> threading.RLock:
@@ -835,10 +837,12 @@ class DevTenantState:
 
     # ----- delta sync state ----------------------------------------------------------------------------------------
     def new_cursor_token(self, cursor: DeltaCursor) -> str:
-        """Store a cursor under a fresh opaque token."""
+        """Store a cursor under a fresh opaque token (evicting the oldest beyond the cache size, like Exchange)."""
         token = secrets.token_urlsafe(48)
         with self._lock:
             self.delta_cursors[token] = cursor
+            while len(self.delta_cursors) > self.delta_cache_size:
+                del self.delta_cursors[next(iter(self.delta_cursors))]
         return token
 
     def expire_delta_tokens(self, mailbox: str | None = None, *, code: str = "SyncStateNotFound") -> int:

@@ -134,3 +134,23 @@ def test_delta__received_filter__only_newer_messages(tenant):
         headers={"Authorization": "Bearer t"},
     )
     assert [m["subject"] for m in response.json()["value"]] == ["new"]
+
+
+def test_delta__token_evicted_from_cache__410_sync_state_not_found(tenant):
+    tenant.state.delta_cache_size = 2
+    headers = {"Authorization": "Bearer t"}
+    url = f"{tenant.graph_base_url}/users/{SHARED}/mailFolders/inbox/messages/delta"
+    oldest = httpx.get(url, headers=headers).json()["@odata.deltaLink"]
+    for _ in range(2):
+        httpx.get(url, headers=headers)
+    assert httpx.get(oldest, headers=headers).status_code == 410
+
+
+def test_delta__skip_token_page_retried__same_page_again(tenant):
+    for i in range(3):
+        tenant.state.seed_eml(SHARED, eml(f"m{i}"))
+    headers = {"Authorization": "Bearer t", "Prefer": "odata.maxpagesize=1"}
+    first = httpx.get(f"{tenant.graph_base_url}/users/{SHARED}/mailFolders/inbox/messages/delta", headers=headers)
+    next_link = first.json()["@odata.nextLink"]
+    again = [httpx.get(next_link, headers=headers).json()["value"][0]["subject"] for _ in range(2)]
+    assert again[0] == again[1]

@@ -267,3 +267,13 @@ def test_message_collection_response__parsed_by_sdk_model(tenant):
     page = run(scenario)
     assert isinstance(page, MessageCollectionResponse)
     assert page.value[0].received_date_time == BASE
+
+
+def test_count_segment__unread_filter__plain_text_number(tenant):
+    _seed(tenant, 5, read_every=2)
+    response = httpx.get(
+        f"{tenant.graph_base_url}/users/{SHARED}/mailFolders/inbox/messages/$count",
+        params={"$filter": "isRead eq false"},
+        headers={"Authorization": "Bearer t"},
+    )
+    assert (response.status_code, response.text) == (200, "2")
