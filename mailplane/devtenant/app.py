@@ -66,13 +66,15 @@ class _RawAsgi:
         await self._handler(scope, receive, send)
 
 
-def _exchange_app(state: DevTenantState) -> Any | None:
-    """The Exchange admin emulator, when its module is present (it is developed separately)."""
+def _exchange_app(exchange_state: Any | None) -> Any | None:
+    """The Exchange admin emulator, when its module is present (it has its own state, ``ExchangeAdminState``)."""
     try:
         module = importlib.import_module("mailplane.devtenant.exchange")
-    except ImportError:
+    except ImportError as error:
+        if error.name != "mailplane.devtenant.exchange":
+            raise  # the module is there but broken: say so instead of silently serving without it
         return None
-    return module.create_app(state=state)
+    return module.create_app(state=exchange_state)
 
 
 def _control_routes(emulator: GraphEmulator) -> list[Route]:
@@ -156,18 +158,21 @@ def _control_routes(emulator: GraphEmulator) -> list[Route]:
     ]
 
 
-def create_app(emulator: GraphEmulator, *, with_exchange: bool = True) -> Starlette:
-    """The combined ASGI app for one emulator (Graph + upload URLs + control API [+ Exchange admin])."""
+def create_app(emulator: GraphEmulator, *, with_exchange: bool = True, exchange_state: Any | None = None) -> Starlette:
+    """The combined ASGI app for one emulator (Graph + upload URLs + control API [+ Exchange admin]).
+
+    ``app.state.exchange_app`` is the mounted Exchange app (or None); its own state is ``exchange_app.state.exchange``.
+    """
     routes: list[Any] = [
         Route("/v1.0{rest:path}", emulator, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Route("/_upload/{session}", _RawAsgi(emulator.upload_chunk), methods=["PUT", "DELETE"]),
         *_control_routes(emulator),
     ]
-    exchange = _exchange_app(emulator.state) if with_exchange else None
+    exchange = _exchange_app(exchange_state) if with_exchange else None
     if exchange is not None:
         routes.append(Mount("/adminapi", app=exchange))
     app = Starlette(routes=routes)
-    app.state.exchange_mounted = exchange is not None
+    app.state.exchange_app = exchange
     return app
 
 
@@ -179,7 +184,8 @@ class DevTenant:
     to every request), ``token`` (only this bearer token is accepted; default: any non-empty token),
     ``max_request_bytes`` (4 MB), ``subscription_max_minutes`` (4230), ``delta_token_ttl``, ``port`` (0 = free
     port), ``state`` (share or pre-seed a :class:`DevTenantState`), ``tenant_id`` and ``domain`` (the default
-    tenant), ``with_exchange`` (mount the Exchange admin emulator when present).
+    tenant), ``with_exchange`` (mount the Exchange admin emulator when present), ``exchange_state`` (an
+    ``ExchangeAdminState`` for it; default: the Exchange emulator creates an empty one, see ``exchange_state``).
     """
 
     def __init__(
@@ -199,6 +205,7 @@ class DevTenant:
         tenant_id: str = "00000000-0000-0000-0000-0000000000aa",
         domain: str = "contoso.com",
         with_exchange: bool = True,
+        exchange_state: Any | None = None,
     ) -> None:
         """Configure; nothing listens until :meth:`start` (or ``with``)."""
         self.state = state or DevTenantState(tenant_id=tenant_id, domain=domain, delta_token_ttl=delta_token_ttl)
@@ -221,8 +228,11 @@ class DevTenant:
         )
         if latency_ms:
             self.faults.latency(latency_ms)
-        self.app = create_app(self.graph, with_exchange=with_exchange)
-        self.exchange_mounted: bool = self.app.state.exchange_mounted
+        self.app = create_app(self.graph, with_exchange=with_exchange, exchange_state=exchange_state)
+        exchange_app = self.app.state.exchange_app
+        self.exchange_mounted: bool = exchange_app is not None
+        # The Exchange emulator's own state (its ExchangeAdminState), when mounted.
+        self.exchange_state: Any | None = getattr(getattr(exchange_app, "state", None), "exchange", exchange_state)
         self._server = BackgroundServer(self.app, port=port)
         self._base_url: str | None = None
 

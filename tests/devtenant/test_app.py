@@ -17,16 +17,14 @@ def test_dev_tenant__urls__loopback_without_trailing_slash():
         assert tenant.exchange_mounted is False
 
 
-def test_dev_tenant__exchange_module_present__mounted_at_adminapi_with_shared_state(monkeypatch):
-    seen = {}
-
+def test_dev_tenant__exchange_module_present__mounted_at_adminapi_with_its_own_state(monkeypatch):
     def create_app(state=None):
-        seen["state"] = state
-
         async def invoke(request):
             return JSONResponse({"tenant": request.path_params["tenant"]})
 
-        return Starlette(routes=[Route("/beta/{tenant}/InvokeCommand", invoke, methods=["POST"])])
+        app = Starlette(routes=[Route("/beta/{tenant}/InvokeCommand", invoke, methods=["POST"])])
+        app.state.exchange = state or {"fresh": True}
+        return app
 
     fake = types.ModuleType("mailplane.devtenant.exchange")
     fake.create_app = create_app
@@ -34,7 +32,10 @@ def test_dev_tenant__exchange_module_present__mounted_at_adminapi_with_shared_st
     with DevTenant() as tenant:
         response = httpx.post(f"{tenant.exchange_base_url}/beta/contoso/InvokeCommand", json={})
         assert tenant.exchange_mounted is True
-        assert seen["state"] is tenant.state
+        assert tenant.exchange_state == {"fresh": True}
+    given = {"given": True}
+    with DevTenant(exchange_state=given) as tenant:
+        assert tenant.exchange_state is given
     assert response.json() == {"tenant": "contoso"}
 
 
