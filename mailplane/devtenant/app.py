@@ -225,9 +225,8 @@ class DevTenant:
             token=token,
             max_request_bytes=max_request_bytes,
             subscription_max_minutes=subscription_max_minutes,
+            latency_ms=latency_ms,
         )
-        if latency_ms:
-            self.faults.latency(latency_ms)
         self.app = create_app(self.graph, with_exchange=with_exchange, exchange_state=exchange_state)
         exchange_app = self.app.state.exchange_app
         self.exchange_mounted: bool = exchange_app is not None

@@ -554,8 +554,9 @@ class GraphEmulator:
         token: str | None = None,
         max_request_bytes: int = 4 * 1024 * 1024,
         subscription_max_minutes: int = SUBSCRIPTION_MAX_MINUTES,
+        latency_ms: float = 0.0,
     ) -> None:
-        """Serve ``state``; ``token`` (if given) is the only bearer token accepted."""
+        """Serve ``state``; ``token`` (if given) is the only accepted bearer token; ``latency_ms`` delays each request."""
         self.state = state
         self.throttle = throttle or MailboxThrottle()
         self.faults = faults or FaultInjector()
@@ -565,6 +566,7 @@ class GraphEmulator:
         self.max_request_bytes = max_request_bytes
         self.subscription_max_minutes = subscription_max_minutes
         self.application_id = str(uuid.uuid4())
+        self.latency_ms = latency_ms
 
     # ----- ASGI ------------------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -650,7 +652,7 @@ class GraphEmulator:
         )
         return response
 
-    async def _run(  # noqa: C901 - one branch per fault kind
+    async def _run(  # noqa: C901, PLR0912 - one branch per fault kind
         self,
         route: _Route,
         request: GraphRequest,
@@ -680,6 +682,8 @@ class GraphEmulator:
         if mailbox is not None:
             self.throttle.acquire(mailbox.address)
         try:
+            if self.latency_ms:
+                await asyncio.sleep(self.latency_ms / 1000.0)
             for fault in fired:
                 if fault.kind == "latency":
                     await asyncio.sleep(fault.delay_seconds())
