@@ -556,7 +556,7 @@ class GraphEmulator:
         subscription_max_minutes: int = SUBSCRIPTION_MAX_MINUTES,
         latency_ms: float = 0.0,
     ) -> None:
-        """Serve ``state``; ``token`` (if given) is the only accepted bearer token; ``latency_ms`` delays each request."""
+        """Serve ``state``; ``token`` (if set) is the only accepted bearer token; ``latency_ms`` delays each request."""
         self.state = state
         self.throttle = throttle or MailboxThrottle()
         self.faults = faults or FaultInjector()
