@@ -103,11 +103,10 @@ class GraphRequest:
         return self.prefer.get("idtype", "").lower() == "immutableid"
 
     def param(self, name: str) -> str | None:
-        """An OData system query option, with or without its ``$``."""
-        for key in (f"${name}", name):
-            for candidate, value in self.query.items():
-                if candidate.lower() == key.lower():
-                    return value
+        """An OData system query option (``$`` required: v1.0 ignores ``top=`` without it; any letter case)."""
+        for candidate, value in self.query.items():
+            if candidate.lower() == f"${name}".lower():
+                return value
         return None
 
 

@@ -277,3 +277,11 @@ def test_count_segment__unread_filter__plain_text_number(tenant):
         headers={"Authorization": "Bearer t"},
     )
     assert (response.status_code, response.text) == (200, "2")
+
+
+def test_query_option_without_dollar__ignored_like_v1__default_page(tenant):
+    _seed(tenant, 12)
+    response = httpx.get(
+        f"{tenant.graph_base_url}/users/{SHARED}/messages", params={"top": "50"}, headers={"Authorization": "Bearer t"}
+    )
+    assert len(response.json()["value"]) == 10
