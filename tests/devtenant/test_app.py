@@ -1,5 +1,7 @@
+import re
 import sys
 import types
+from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
@@ -55,3 +57,16 @@ def test_request_too_large__413(tenant):
         headers={"Authorization": "Bearer t", "Content-Type": "text/plain"},
     )
     assert response.status_code == 413
+
+
+def test_production_modules__never_import_the_dev_tenant():
+    package = Path(__file__).resolve().parents[2] / "mailplane"
+    allowed = {package / "cli" / "devtenant.py"}
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "devtenant" not in path.relative_to(package).parts[:1]
+        and path not in allowed
+        and re.search(r"^\s*(from|import)\s+mailplane\.devtenant", path.read_text(encoding="utf-8"), re.MULTILINE)
+    ]
+    assert offenders == []
