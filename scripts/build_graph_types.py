@@ -147,7 +147,7 @@ def build(csdl_path: Path) -> dict[str, Any]:  # noqa: C901 - a single pass over
 
 
 def render(facts: dict[str, Any]) -> str:
-    """The committed text form (stable key order, one trailing newline)."""
+    """Render the committed text form (stable key order, one trailing newline)."""
     return json.dumps(facts, indent=1, sort_keys=False) + "\n"
 
 

@@ -67,7 +67,7 @@ class _RawAsgi:
 
 
 def _exchange_app(exchange_state: Any | None) -> Any | None:
-    """The Exchange admin emulator, when its module is present (it has its own state, ``ExchangeAdminState``)."""
+    """Build the Exchange admin emulator, when its module is present (it has its own state, ``ExchangeAdminState``)."""
     try:
         module = importlib.import_module("mailplane.devtenant.exchange")
     except ImportError as error:
@@ -159,7 +159,7 @@ def _control_routes(emulator: GraphEmulator) -> list[Route]:
 
 
 def create_app(emulator: GraphEmulator, *, with_exchange: bool = True, exchange_state: Any | None = None) -> Starlette:
-    """The combined ASGI app for one emulator (Graph + upload URLs + control API [+ Exchange admin]).
+    """Build the combined ASGI app for one emulator (Graph + upload URLs + control API [+ Exchange admin]).
 
     ``app.state.exchange_app`` is the mounted Exchange app (or None); its own state is ``exchange_app.state.exchange``.
     """

@@ -52,7 +52,7 @@ class Fault:
         self._random = random.Random(self.seed)  # noqa: S311 - fault injection, not cryptography
 
     def delay_seconds(self) -> float:
-        """The latency (with jitter) this firing adds."""
+        """Return the latency (with jitter) this firing adds, in seconds."""
         jitter = self._random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
         return max(0.0, self.latency_ms + jitter) / 1000.0
 
@@ -75,7 +75,7 @@ class Fault:
         return True
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-able view (the control endpoint returns it)."""
+        """Describe the fault as JSON (the control endpoint returns it)."""
         return {
             "kind": self.kind,
             "method": self.method,
@@ -149,6 +149,6 @@ class FaultInjector:
             return list(self._faults)
 
     def firing(self, method: str, path: str, mailbox: str | None) -> list[Fault]:
-        """The faults that fire for this request (each one's counters advance)."""
+        """Return the faults that fire for this request (each one's counters advance)."""
         with self._lock:
             return [f for f in self._faults if f._matches(method, path, mailbox) and f._fires()]  # noqa: SLF001

@@ -84,7 +84,7 @@ class GraphRequest:
     client_request_id: str = ""
 
     def header(self, name: str) -> str | None:
-        """A header value by (case-insensitive) name."""
+        """Return a header value by (case-insensitive) name."""
         return self.headers.get(name.lower())
 
     @property
@@ -103,7 +103,7 @@ class GraphRequest:
         return self.prefer.get("idtype", "").lower() == "immutableid"
 
     def param(self, name: str) -> str | None:
-        """An OData system query option (``$`` required: v1.0 ignores ``top=`` without it; any letter case)."""
+        """Return an OData system query option (``$`` required: v1.0 ignores ``top=`` without it; any letter case)."""
         for candidate, value in self.query.items():
             if candidate.lower() == f"${name}".lower():
                 return value
@@ -207,7 +207,7 @@ def _json_body(request: GraphRequest) -> dict[str, Any]:
 
 
 def _param(data: dict[str, Any], name: str) -> Any:
-    """An action parameter bound case-insensitively (the SDK sends the CSDL's PascalCase, docs show camelCase)."""
+    """Bind an action parameter case-insensitively (the SDK sends the CSDL's PascalCase, docs show camelCase)."""
     for key, value in data.items():
         if key.lower() == name.lower():
             return value
@@ -268,7 +268,7 @@ def _parse_attachments(value: Any) -> list[ParsedAttachment]:
 
 
 def _message_fields(data: dict[str, Any]) -> dict[str, Any]:  # noqa: C901, PLR0912 - one branch per property
-    """Validated message fields from a JSON message (sendMail, create, PATCH on drafts)."""
+    """Validate a JSON message into stored fields (sendMail, create, PATCH on drafts)."""
     fields: dict[str, Any] = {}
     keys = {k.lower(): k for k in data}
 
@@ -360,7 +360,7 @@ def _check_recipients(to: list[tuple[str, str]], cc: list[tuple[str, str]], bcc:
 
 
 def _message_ids_of(message: StoredMessage) -> list[str]:
-    """The References chain of a stored message (from its transport headers)."""
+    """Return the References chain of a stored message (from its transport headers)."""
     for name, value in message.headers:
         if name.lower() == "references":
             return re.findall(r"<[^<>\s]+>", value)
@@ -461,7 +461,7 @@ def _strip_parens(text: str) -> str:
 
 
 def _parse_filter(text: str) -> list[list[_Condition]]:
-    """``a and b or c`` -> ``[[a, b], [c]]`` (OR of ANDs)."""
+    """Parse ``a and b or c`` into ``[[a, b], [c]]`` (OR of ANDs)."""
     return [
         [_parse_condition(_strip_parens(clause)) for clause in _split_outside_quotes(_strip_parens(alternative), "and")]
         for alternative in _split_outside_quotes(_strip_parens(text), "or")
@@ -1960,7 +1960,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _next_link(request: GraphRequest, skip: int, top: int) -> str:
-    """The nextLink Graph builds: the same query with $top and $skip (user id with a raw '@')."""
+    """Build the nextLink Graph would: the same query with $top and $skip (user id with a raw '@')."""
     parts = [f"$top={top}", f"$skip={skip}"]
     for key, value in request.query.items():
         if key.lower().lstrip("$") in ("top", "skip"):

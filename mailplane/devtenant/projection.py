@@ -103,7 +103,7 @@ def message_json(
     body_content_type: str | None = None,
     with_type: bool = False,
 ) -> dict[str, Any]:
-    """A message as Graph returns it (all default properties, or ``id`` + ``@odata.etag`` + the selected ones)."""
+    """Render a message as Graph returns it (all default properties, or id + @odata.etag + the selected ones)."""
     message_id = message.id_for(immutable=immutable)
     values: dict[str, Any] = {
         "createdDateTime": format_datetime(message.created),
@@ -157,7 +157,7 @@ def message_json(
 
 
 def attachment_json(attachment: StoredAttachment, *, select: list[str] | None = None) -> dict[str, Any]:
-    """A fileAttachment (or itemAttachment for an attached message)."""
+    """Render a fileAttachment (or an itemAttachment for an attached message)."""
     if attachment.is_item:
         values: dict[str, Any] = {
             "@odata.type": "#microsoft.graph.itemAttachment",
@@ -188,7 +188,7 @@ def attachment_json(attachment: StoredAttachment, *, select: list[str] | None = 
 
 
 def folder_json(state: DevTenantState, mailbox: Mailbox, folder: Folder) -> dict[str, Any]:
-    """A mailFolder with its counts."""
+    """Render a mailFolder with its counts."""
     with state.lock:
         messages = state.folder_messages(mailbox, folder.id)
         return {
@@ -203,7 +203,7 @@ def folder_json(state: DevTenantState, mailbox: Mailbox, folder: Folder) -> dict
 
 
 def subscription_json(subscription: Subscription) -> dict[str, Any]:
-    """A subscription as Graph returns it."""
+    """Render a subscription as Graph returns it."""
     return {
         "id": subscription.id,
         "resource": subscription.resource,

@@ -80,7 +80,7 @@ class RequestLog:
         return self.count(status=429)
 
     def counters(self) -> dict[str, int]:
-        """``{"<METHOD> <kind> <status>": n}`` over all records (batch items included)."""
+        """Count ``{"<METHOD> <kind> <status>": n}`` over all records (batch items included)."""
         out: dict[str, int] = {}
         with self._lock:
             for r in self._records:
@@ -90,5 +90,5 @@ class RequestLog:
 
     @staticmethod
     def now() -> float:
-        """The timestamp records carry (wall clock seconds)."""
+        """Return the timestamp records carry (wall clock seconds)."""
         return time.time()

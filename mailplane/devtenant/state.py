@@ -69,7 +69,7 @@ class GraphError(Exception):
 
 
 def item_not_found() -> GraphError:
-    """The error Exchange returns for an id that addresses nothing (deleted, moved, or never existed)."""
+    """Build the error Exchange returns for an id that addresses nothing (deleted, moved, or never existed)."""
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
 
 
@@ -84,17 +84,17 @@ def _b64(data: bytes) -> str:
 
 
 def new_rest_id() -> str:
-    """A fresh REST (EWS-format) item id."""
+    """Make a fresh REST (EWS-format) item id."""
     return "AAMkAD" + _b64(secrets.token_bytes(106))
 
 
 def new_immutable_id() -> str:
-    """A fresh immutable item id."""
+    """Make a fresh immutable item id."""
     return "AAkALgAAAAAAHYQDEapmEc2byACqAC-EWg0A" + _b64(secrets.token_bytes(64))
 
 
 def new_change_key() -> str:
-    """A fresh change key (also the weak ETag)."""
+    """Make a fresh change key (also the weak ETag)."""
     return "CQAAABYAAAA" + _b64(secrets.token_bytes(24))
 
 
@@ -151,7 +151,7 @@ class StoredMessage:
     seq: int = 0
 
     def id_for(self, *, immutable: bool) -> str:
-        """The id a response carries (immutable when the request asked for it)."""
+        """Return the id a response carries (immutable when the request asked for it)."""
         return self.immutable_id if immutable else self.rest_id
 
 
@@ -291,7 +291,7 @@ class DevTenantState:
         delta_token_ttl: timedelta = timedelta(days=7),
         delta_cache_size: int = 50_000,
     ) -> None:
-        """An empty default tenant named by ``tenant_id`` with ``domain``."""
+        """Start with an empty default tenant named by ``tenant_id`` with ``domain``."""
         self._lock = threading.RLock()
         self._tenants: dict[str, _Tenant] = {tenant_id: _Tenant(tenant_id, [domain])}
         self.default_tenant_id = tenant_id
@@ -317,7 +317,7 @@ class DevTenantState:
             tenant.domains.extend(d.lower() for d in domains if d.lower() not in tenant.domains)
 
     def tenant_of_domain(self, domain: str) -> str | None:
-        """The tenant whose accepted domains include ``domain``."""
+        """Return the tenant whose accepted domains include ``domain``."""
         with self._lock:
             for tenant in self._tenants.values():
                 if domain.lower() in tenant.domains:
@@ -361,7 +361,7 @@ class DevTenantState:
         return "AQMkAD" + _b64(digest + hashlib.sha256(digest).digest()[:22]) + "AAAA=="
 
     def find_mailbox(self, ref: str) -> Mailbox | None:
-        """The mailbox addressed by SMTP address (any case) or by its user id (GUID)."""
+        """Return the mailbox addressed by SMTP address (any case) or by its user id (GUID)."""
         with self._lock:
             found = self._mailboxes.get(ref.lower())
             if found is not None:
@@ -395,7 +395,7 @@ class DevTenantState:
 
     # ----- folders -----------------------------------------------------------------------------------------------
     def resolve_folder(self, mailbox: Mailbox, ref: str) -> Folder:
-        """A folder by id or well-known name (case-insensitive); ErrorItemNotFound otherwise."""
+        """Return a folder by id or well-known name (case-insensitive); ErrorItemNotFound otherwise."""
         with self._lock:
             folder = mailbox.folders.get(ref)
             if folder is not None:
@@ -407,7 +407,7 @@ class DevTenantState:
         raise item_not_found()
 
     def folder_id(self, mailbox: str, folder: str) -> str:
-        """The id of a folder given by well-known name, id, or display name path (e.g. ``"Inbox/Failed"``)."""
+        """Return the id of a folder given by well-known name, id, or display name path (e.g. ``"Inbox/Failed"``)."""
         with self._lock:
             box = self.mailbox(mailbox)
             try:
@@ -477,7 +477,7 @@ class DevTenantState:
             listener(change)
 
     def find_message(self, mailbox: Mailbox, message_id: str) -> StoredMessage:
-        """A message by its current REST id or its immutable id; ErrorItemNotFound otherwise."""
+        """Return a message by its current REST id or its immutable id; ErrorItemNotFound otherwise."""
         with self._lock:
             found = mailbox.messages.get(message_id)
             if found is None:

@@ -77,7 +77,7 @@ class MailboxThrottle:
                 usage.in_flight -= 1
 
     def in_flight(self, mailbox: str) -> int:
-        """Requests currently being served for a mailbox."""
+        """Count the requests currently being served for a mailbox."""
         with self._lock:
             usage = self._usage.get(mailbox.lower())
             return usage.in_flight if usage else 0
