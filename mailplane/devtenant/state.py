@@ -574,7 +574,6 @@ class DevTenantState:
         mailbox: str,
         eml: bytes | str | Path,
         folder: str = "inbox",
-        *,
         is_read: bool = False,
         received: datetime | None = None,
     ) -> str:
