@@ -577,12 +577,15 @@ class DevTenantState:
         is_read: bool = False,
         received: datetime | None = None,
     ) -> str:
-        """Put an .eml (bytes, or a path) into a mailbox folder as delivered mail; return the message's REST id.
+        """Put an .eml (bytes, a path, or message text) into a mailbox folder as delivered mail; return its REST id.
 
         Creates the mailbox (kind "user") if it is unknown. Never fails on malformed MIME: whatever Python's email
         package can read is stored and the raw bytes are served unchanged by ``$value``.
         """
-        raw = Path(eml).read_bytes() if isinstance(eml, (str, Path)) else bytes(eml)
+        if isinstance(eml, str) and "\n" in eml:
+            raw = eml.encode("utf-8", "surrogateescape")  # message text rather than a path
+        else:
+            raw = Path(eml).read_bytes() if isinstance(eml, (str, Path)) else bytes(eml)
         with self._lock:
             box = self.find_mailbox(mailbox) or self.add_mailbox(mailbox)
             return self.store_mime(box, raw, folder=folder, is_read=is_read, received=received).rest_id

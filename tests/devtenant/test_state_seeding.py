@@ -109,3 +109,9 @@ def test_delivery__recipient_in_other_tenant__not_delivered_but_in_outbox():
     assert state.messages("someone@fabrikam.com") == []
     assert state.outbox(BOX)[0].recipients == ["someone@fabrikam.com"]
     assert state.sent_count() == 1
+
+
+def test_seed__message_text_instead_of_bytes__stored():
+    state = _state()
+    state.seed_eml(BOX, "From: a@example.com\r\nSubject: text\r\n\r\nbody\r\n")
+    assert state.messages(BOX)[0].subject == "text"
