@@ -3,8 +3,8 @@ r"""The dev tenant's Exchange Online admin endpoint: ``POST /beta/{tenant}/Invok
 It answers the cmdlets mailplane runs with the shapes the real service uses: PascalCase rows in ``value``,
 ``@odata.nextLink`` paging honouring ``Prefer: odata.maxpagesize``, warnings in ``@adminapi.warnings``, and errors as
 ``{"error": {"code", "message": "Error executing cmdlet", "details": [{"code", "message": "<id>|<type>|<text>"}],
-"innererror": {...}}}``. Requests need ``Authorization: Bearer <token>`` with a token the state accepts and an
-``X-AnchorMailbox`` header. State is kept per tenant; user mailboxes are seeded with
+"innererror": {...}}}``. Requests need ``Authorization: Bearer <token>`` (any non-empty token, or only the ones
+the state was given) and an ``X-AnchorMailbox`` header. State is kept per tenant; user mailboxes are seeded with
 :meth:`ExchangeAdminState.add_user_mailbox`. Faults (an error on the Nth call of a cmdlet, a 403 with
 ``x-ms-diagnostics``, 429, a 5xx after the write was applied) are injected with :meth:`ExchangeAdminState.inject_fault`.
 
@@ -299,9 +299,9 @@ class ExchangeAdminState:
     Safe to use from the test thread while the server thread answers requests.
     """
 
-    def __init__(self, *, tokens: tuple[str, ...] = (DEFAULT_TOKEN,)) -> None:
-        """Accept ``tokens`` as bearer tokens."""
-        self.tokens = set(tokens)
+    def __init__(self, *, tokens: tuple[str, ...] | None = None) -> None:
+        """Accept only ``tokens`` as bearer tokens; by default any non-empty one (as the Graph emulator does)."""
+        self.tokens: set[str] | None = set(tokens) if tokens is not None else None
         self.tenants: dict[str, TenantExchange] = {}
         self.faults: list[Fault] = []
         self.calls: list[_CallRecord] = []
@@ -1067,7 +1067,7 @@ def _refusal(request: Request, state: ExchangeAdminState) -> Response | None:
     """The answer to a request without an accepted bearer token or without X-AnchorMailbox; None when it may pass."""
     authorization = request.headers.get("authorization", "")
     token = authorization[7:] if authorization.lower().startswith("bearer ") else ""
-    if token not in state.tokens:
+    if not token or (state.tokens is not None and token not in state.tokens):
         return Response(
             status_code=401,
             headers={

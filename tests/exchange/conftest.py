@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def _server() -> Iterator[tuple[ExchangeAdminState, str]]:
-    state = ExchangeAdminState()
+    state = ExchangeAdminState(tokens=(DEFAULT_TOKEN,))
     app = Starlette(routes=[Mount("/adminapi", app=create_app(state))])
     with BackgroundServer(app) as server:
         yield state, f"{server.base_url}/adminapi/beta"

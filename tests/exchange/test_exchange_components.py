@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -48,11 +49,16 @@ def tenant_config(mode="rbac", **extra):
 
 @pytest.fixture
 def mocks():
+    # Earlier tests (asyncio.run, the plan) may leave the main thread without an event loop; the mock engine needs one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = OfflineTenantMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="mailplane", stack="contoso", preview=False, monitor=monitor)
-    return monitor
+    yield monitor
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 def exchange_types(monitor):

@@ -166,3 +166,20 @@ def test_missing_role__403_with_empty_body_and_reason_until_given_back(emulator)
     emulator.state.allow_cmdlets(TENANT, "New-ManagementRoleAssignment")
     allowed = post(emulator, "New-ManagementRoleAssignment", {"Role": "Application Mail.Send", "App": "x"})
     assert allowed.status_code == 400  # Now it runs, and the pointer "x" does not exist.
+
+
+def test_dev_tenant__graph_and_exchange_together__client_reaches_exchange_under_adminapi():
+    from mailplane.devtenant.app import DevTenant
+    from mailplane.exchange.client import ExchangeAdminClient, StaticTokenCredential
+
+    with DevTenant(tenant_id=TENANT) as tenant:
+        tenant.exchange_state.add_user_mailbox(TENANT, "alice@contoso.com")
+        client = ExchangeAdminClient(
+            StaticTokenCredential("any-token"), tenant_id=TENANT, base_url=f"{tenant.exchange_base_url}/beta"
+        )
+        with client:
+            assert client.get_recipient("alice@contoso.com").recipient_type_details == "UserMailbox"
+        empty = httpx.post(
+            f"{tenant.exchange_base_url}/beta/{TENANT}/InvokeCommand", json={}, headers={"X-AnchorMailbox": ANCHOR}
+        )
+        assert empty.status_code == 401
