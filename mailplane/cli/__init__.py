@@ -18,6 +18,7 @@ __all__ = ["COMMANDS", "main"]
 # name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
     "plan": "mailplane.cli.plan:plan",
+    "validate": "mailplane.cli.validate:validate",
 }
 
 
