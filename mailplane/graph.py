@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -90,7 +90,7 @@ class StaticTokenCredential:
     For the dev tenant and tests only; real tenants use an azure-identity credential.
     """
 
-    def __init__(self, token: str = "dev-tenant-token", *, lifetime_seconds: int = 3600) -> None:
+    def __init__(self, token: str = "dev-tenant-token", *, lifetime_seconds: int = 3600) -> None:  # noqa: S107 - a fake
         """``token`` is sent as ``Authorization: Bearer <token>``."""
         self._token = token
         self._lifetime = lifetime_seconds
@@ -104,7 +104,7 @@ class StaticTokenCredential:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def __aenter__(self) -> StaticTokenCredential:
+    async def __aenter__(self) -> Self:
         """Usable as an async context manager, like azure-identity's credentials."""
         return self
 
@@ -118,7 +118,7 @@ def credential_from_environment(environ: Mapping[str, str] | None = None) -> Asy
     In this order, the same variables azure-identity's EnvironmentCredential and DefaultAzureCredential read:
 
     1. ``AZURE_TENANT_ID`` + ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` -> ClientSecretCredential;
-    2. ... + ``AZURE_CLIENT_CERTIFICATE_PATH`` (optional ``AZURE_CLIENT_CERTIFICATE_PASSWORD``) -> CertificateCredential;
+    2. ... + ``AZURE_CLIENT_CERTIFICATE_PATH`` (and ``AZURE_CLIENT_CERTIFICATE_PASSWORD``) -> CertificateCredential;
     3. ... + ``AZURE_FEDERATED_TOKEN_FILE`` -> WorkloadIdentityCredential (workload identity federation: Kubernetes,
        GitHub Actions with a token file);
     4. ``IDENTITY_ENDPOINT`` or ``MSI_ENDPOINT`` (Azure-hosted) -> ManagedIdentityCredential (``AZURE_CLIENT_ID``
@@ -181,7 +181,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class _PostSafeRetryHandler(RetryHandler):  # type: ignore[misc]
+class _PostSafeRetryHandler(RetryHandler):
     """msgraph's RetryHandler (429/503/504, honours Retry-After), except that POST is retried on 429 only.
 
     A 429 means the request was not processed. A 503/504 on POST (sendMail, createReply, move) may come after the
@@ -358,7 +358,7 @@ class GraphClient:
         """Close the HTTP client (not the credential)."""
         await self._http_client.aclose()
 
-    async def __aenter__(self) -> GraphClient:
+    async def __aenter__(self) -> Self:
         """``async with GraphClient(...) as client``."""
         return self
 
@@ -469,7 +469,9 @@ def _translate_authentication(exc: ClientAuthenticationError, subject: str) -> A
     return AuthenticationError(_with_request_id(message, request_id), code=code, request_id=request_id)
 
 
-def translate_graph_error(exc: BaseException, *, doing: str, mailbox: str | None = None) -> GraphError:
+def translate_graph_error(  # noqa: C901, PLR0911 - one branch per documented Graph failure
+    exc: BaseException, *, doing: str, mailbox: str | None = None
+) -> GraphError:
     """Turn an SDK, HTTP or azure-identity exception into mailplane's actionable :class:`GraphError` tree.
 
     ``doing`` + ``mailbox`` start the message ("sending as support@fabrikam.com: ..."). The message carries the

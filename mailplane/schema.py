@@ -122,7 +122,7 @@ def _describe(error: ValidationError, schema: dict[str, Any]) -> str:  # noqa: C
         keyed = _describe_keyed_forms(error)
         if keyed is not None:
             return keyed
-        forms = [sub.get("title") for sub in error.validator_value if isinstance(sub, dict)]
+        forms = [str(sub.get("title", "")) for sub in error.validator_value if isinstance(sub, dict)]
         shown = _short(error.instance)
         if all(forms):
             return f"{shown} matches none of the allowed forms: {'; '.join(forms)}"
