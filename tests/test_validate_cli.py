@@ -20,7 +20,7 @@ def broken(tmp_path):
     document["accounts"]["shared"][0]["conversation"]["parent"] = "tiket"
     document["templates"]["ticket-update"]["subject"] = "{{conversation.subjet}}"
     path = tmp_path / "broken.json"
-    path.write_text(json.dumps(document), encoding="utf-8")
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     return path
 
 
@@ -64,6 +64,7 @@ def test_broken_file__json__one_object_per_file_with_paths(broken):
     assert [(r["file"], r["valid"]) for r in report] == [(str(EXAMPLE), True), (str(broken), False)]
     assert report[1]["problems"][0] == {
         "path": "$.accounts.shared[0].conversation.parent",
+        "line": 15,
         "message": "record type 'tiket' is not declared in recordTypes (did you mean 'ticket'?); declared: agent, "
         "company, person, ticket",
         "value": "tiket",
@@ -82,7 +83,7 @@ def test_broken_file__github__one_error_command_per_problem(broken):
     lines = result.output.splitlines()
     assert len(lines) == 2
     assert lines[0] == (
-        f"::error file={broken},title=mailplane validate $.accounts.shared[0].conversation.parent"
+        f"::error file={broken},line=15,title=mailplane validate $.accounts.shared[0].conversation.parent"
         "::$.accounts.shared[0].conversation.parent: record type 'tiket' is not declared in recordTypes "
         "(did you mean 'ticket'?); declared: agent, company, person, ticket"
     )
@@ -94,7 +95,7 @@ def test_github_format__newlines_commas_colons__escaped(tmp_path):
     result = _run("--format", "github", path)
     assert result.exit_code == 1
     (line,) = result.output.splitlines()
-    assert line.startswith(f"::error file={tmp_path}/a%2Cb%3Ac.json,title=mailplane validate $::")
+    assert line.startswith(f"::error file={tmp_path}/a%2Cb%3Ac.json,line=2,title=mailplane validate $::")
 
 
 def test_no_files__usage_error_exit_2():

@@ -8,13 +8,16 @@ commands (``::error file=...,title=...::message``) so pull requests show the pro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import click
 
 from mailplane.exceptions import ConfigProblem, IntegrationConfigError
 from mailplane.integration import integration_problems, read_integration_file
+from mailplane.json_lines import line_for, value_lines
 
 __all__ = ["FileResult", "check_file", "validate"]
 
@@ -25,11 +28,16 @@ class FileResult:
 
     path: str
     problems: tuple[ConfigProblem, ...]
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
 
     @property
     def valid(self) -> bool:
         """True when there is nothing to fix."""
         return not self.problems
+
+    def line(self, problem: ConfigProblem) -> int | None:
+        """The 1-based line the problem is on (its value, or the closest enclosing one), when known."""
+        return line_for(self.lines, problem.path)
 
 
 def check_file(path: str) -> FileResult:
@@ -37,8 +45,11 @@ def check_file(path: str) -> FileResult:
     try:
         document = read_integration_file(path)
     except IntegrationConfigError as exc:
-        return FileResult(path, tuple(exc.problems))
-    return FileResult(path, tuple(integration_problems(document)))
+        syntax = re.search(r"at line (\d+),", exc.problems[0].message)
+        return FileResult(path, tuple(exc.problems), {(): int(syntax.group(1))} if syntax else {})
+    problems = tuple(integration_problems(document))
+    lines = value_lines(Path(path).read_text(encoding="utf-8")) if problems else {}
+    return FileResult(path, problems, lines)
 
 
 def _text(result: FileResult) -> str:
@@ -62,7 +73,8 @@ def _json(results: list[FileResult]) -> str:
                 "file": r.path,
                 "valid": r.valid,
                 "problems": [
-                    {"path": p.location(), "message": p.message, "value": _jsonable(p.value)} for p in r.problems
+                    {"path": p.location(), "line": r.line(p), "message": p.message, "value": _jsonable(p.value)}
+                    for p in r.problems
                 ],
             }
             for r in results
@@ -83,11 +95,16 @@ def _escape_property(text: str) -> str:
 def _github(result: FileResult) -> list[str]:
     if result.valid:
         return [f"{result.path}: ok"]
-    return [
-        f"::error file={_escape_property(result.path)},title={_escape_property('mailplane validate ' + p.location())}"
-        f"::{_escape_data(p.location() + ': ' + p.message)}"
-        for p in result.problems
-    ]
+    commands = []
+    for problem in result.problems:
+        properties = [f"file={_escape_property(result.path)}"]
+        line = result.line(problem)
+        if line is not None:
+            properties.append(f"line={line}")
+        properties.append(f"title={_escape_property('mailplane validate ' + problem.location())}")
+        message = _escape_data(f"{problem.location()}: {problem.message}")
+        commands.append(f"::error {','.join(properties)}::{message}")
+    return commands
 
 
 @click.command()
