@@ -15,6 +15,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 from azure.identity import aio as identity_aio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kiota_abstractions.api_error import APIError
 from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.inner_error import InnerError
@@ -624,3 +626,28 @@ def test_many_requests__without_the_limiter__stub_sees_more_than_4():
     with BackgroundServer(stub.app()) as server:
         _hammer(server.base_url, limited=False)
     assert stub.peak["support@fabrikam.com"] > 4
+
+
+_CODES = st.sampled_from(
+    [None, "ErrorAccessDenied", "MailboxNotEnabledForRESTAPI", "ApplicationThrottled", "ErrorItemNotFound", ""]
+) | st.text(max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    status=st.none() | st.integers(min_value=100, max_value=599),
+    code=_CODES,
+    message=st.none() | st.text(max_size=60),
+    retry_after=st.none() | st.text(max_size=30),
+)
+def test_any_graph_error__translated__graph_error_naming_the_mailbox_without_the_token(
+    status, code, message, retry_after
+):
+    headers = {"Authorization": "Bearer s3cret-t0ken"}
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    exc = _odata_error(status, code, message, headers=headers)
+    error = translate_graph_error(exc, doing="sending as", mailbox=MAILBOX)
+    assert isinstance(error, GraphError)
+    assert str(error).startswith("sending as support@fabrikam.com: ")
+    assert "s3cret-t0ken" not in str(error)

@@ -455,3 +455,13 @@ def test_docs__catalogues__every_message_property_attribute_and_merge_code_docum
     for kind, attributes in RECORD_ATTRIBUTES.items():
         missing += [f"{kind}.{a}" for a in attributes if f"`{a}`" not in text]
     assert missing == []
+
+
+def test_example_config__shared_mailboxes__the_ones_the_inbound_example_stack_declares():
+    from mailplane.tenant import load_stack_file, parse_tenant_config  # noqa: PLC0415
+
+    stack = parse_tenant_config(load_stack_file(ROOT / "stacks" / "Pulumi.example-inbound-import.yaml"))
+    config = load_integration_config(EXAMPLE)
+    assert {a.address for a in config.accounts} == {m.address for m in stack.shared_mailboxes}
+    assert {a.display_name for a in config.accounts} == {m.display_name for m in stack.shared_mailboxes}
+    assert config.designated.address.endswith("@" + stack.primary_domain)
