@@ -481,6 +481,11 @@ def translate_graph_error(  # noqa: C901, PLR0911 - one branch per documented Gr
     subject = _subject(doing, mailbox)
     if isinstance(exc, ClientAuthenticationError):
         return _translate_authentication(exc, subject)
+    if isinstance(exc, httpx.TimeoutException):
+        return GraphError(
+            f"{subject}: Graph did not answer in time ({type(exc).__name__}). The request may still have been "
+            "carried out: retry only what is safe to repeat (a send needs its idempotency key)"
+        )
     if isinstance(exc, httpx.TransportError):
         return GraphError(
             f"{subject}: could not reach Microsoft Graph ({type(exc).__name__}: {exc}). Check the network, proxy "

@@ -651,3 +651,55 @@ def test_any_graph_error__translated__graph_error_naming_the_mailbox_without_the
     assert isinstance(error, GraphError)
     assert str(error).startswith("sending as support@fabrikam.com: ")
     assert "s3cret-t0ken" not in str(error)
+
+
+def test_read_timeout__translated__warns_the_request_may_have_been_carried_out():
+    error = translate_graph_error(httpx.ReadTimeout("timed out"), doing="sending as", mailbox=MAILBOX)
+    assert str(error) == (
+        "sending as support@fabrikam.com: Graph did not answer in time (ReadTimeout). The request may still have been "
+        "carried out: retry only what is safe to repeat (a send needs its idempotency key)"
+    )
+
+
+def test_nothing_listening__through_the_client__could_not_reach_graph():
+    with BackgroundServer(Starlette()) as server:
+        closed = server.base_url  # the port is free again once the server stops
+
+    async def scenario():
+        async with GraphClient(StaticTokenCredential(), base_url=f"{closed}/v1.0", max_retries=0) as client:
+            await _list_inbox(client)
+
+    with pytest.raises(
+        GraphError, match=r"^listing the inbox of support@fabrikam.com: could not reach Microsoft Graph"
+    ):
+        asyncio.run(scenario())
+
+
+class _ExpiredSecretCredential:
+    async def get_token(self, *scopes, **kwargs):
+        raise _aad_error("7000222", "The provided client secret keys for app '1111' are expired.")
+
+
+def test_expired_secret__through_the_client__authentication_error_before_any_request():
+    recorder = _Recorder()
+
+    async def scenario():
+        async with GraphClient(_ExpiredSecretCredential(), transport=httpx.MockTransport(recorder)) as client:
+            await _list_inbox(client)
+
+    with pytest.raises(AuthenticationError, match=r"the client secret has expired \(AADSTS7000222\)"):
+        asyncio.run(scenario())
+    assert recorder.requests == []
+
+
+def test_retry_after_beyond_the_sdk_cap__get__not_retried_and_retry_after_reported():
+    recorder = _Recorder([_throttled("300")])
+
+    async def scenario():
+        async with GraphClient(StaticTokenCredential(), transport=httpx.MockTransport(recorder)) as client:
+            await _list_inbox(client)
+
+    with pytest.raises(ThrottledError) as caught:
+        asyncio.run(scenario())
+    assert len(recorder.requests) == 1
+    assert caught.value.retry_after == 300.0
