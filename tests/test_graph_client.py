@@ -676,7 +676,7 @@ def test_nothing_listening__through_the_client__could_not_reach_graph():
 
 
 class _ExpiredSecretCredential:
-    async def get_token(self, *scopes, **kwargs):
+    async def get_token(self, *_scopes, **_options):
         raise _aad_error("7000222", "The provided client secret keys for app '1111' are expired.")
 
 
