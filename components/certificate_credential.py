@@ -9,8 +9,11 @@ import pulumi
 import pulumi_azuread as azuread
 
 from mailplane.certificates import CertificateFacts, read_certificate
+from mailplane.tenant import UNREADABLE_SECRET
 
 __all__ = ["CertificateCredential", "CertificateCredentialArgs"]
+
+OFFLINE = "[read from the certificate at deploy time]"
 
 
 @dataclass
@@ -38,7 +41,9 @@ class CertificateCredential(pulumi.ComponentResource):
         """Child: ``<name>-certificate``."""
         super().__init__("mailplane:certificate_credential:CertificateCredential", name, None, opts)
 
-        def facts(pem: str) -> CertificateFacts:
+        def facts(pem: str) -> CertificateFacts | None:
+            if pem == UNREADABLE_SECRET:
+                return None  # Offline plan: the PEM is encrypted in the stack file; its facts appear at deploy time.
             try:
                 return read_certificate(pem, today=dt.datetime.now(dt.UTC).date())
             except ValueError as error:
@@ -52,9 +57,9 @@ class CertificateCredential(pulumi.ComponentResource):
             encoding="pem",
             type="AsymmetricX509Cert",
             # The end date is public (it is printed in the certificate); only the PEM is kept secret.
-            end_date=pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.not_after_rfc3339)),
+            end_date=pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.not_after_rfc3339 if f else None)),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.expires = pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.not_after_rfc3339))
-        self.thumbprint = pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.sha1_thumbprint))
+        self.expires = pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.not_after_rfc3339 if f else OFFLINE))
+        self.thumbprint = pulumi.Output.unsecret(certificate_facts.apply(lambda f: f.sha1_thumbprint if f else OFFLINE))
         self.register_outputs({"expires": self.expires, "thumbprint": self.thumbprint})

@@ -7,7 +7,6 @@ file, the key path, the bad value and what is allowed, followed by every other p
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -17,7 +16,6 @@ import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env, is_config_secret
 
 from mailplane.exceptions import TenantConfigError
-from mailplane.plan import UNREADABLE_SECRET
 from mailplane.tenant import CONFIG_NAMESPACE, TENANT_KEYS, TenantConfig, parse_tenant_config
 
 __all__ = ["certificate_pem", "load_tenant_config", "stack_file", "today"]
@@ -59,12 +57,6 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _resolved(value: Any) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = asyncio.get_event_loop().create_future()
-    future.set_result(value)
-    return future
-
-
 def load_tenant_config() -> TenantConfig:
     """Read and validate every ``mailplane:*`` key; raise ``pulumi.RunError`` on any problem."""
     config = pulumi.Config(CONFIG_NAMESPACE)
@@ -85,10 +77,6 @@ def load_tenant_config() -> TenantConfig:
 
 def certificate_pem(key: str) -> pulumi.Output[str]:
     """The certificate PEM from the secret config key ``key``; a clear error when it is missing."""
-    raw = pulumi.Config(CONFIG_NAMESPACE).get(key)
-    if raw == UNREADABLE_SECRET:
-        # The offline plan cannot decrypt `secure:` values: the PEM is unknown there, as outputs are in a preview.
-        return pulumi.Output.secret(pulumi.Output(set(), _resolved(None), _resolved(False)))
     value = pulumi.Config(CONFIG_NAMESPACE).get_secret(key)
     if value is None:
         raise pulumi.RunError(

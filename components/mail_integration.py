@@ -66,7 +66,9 @@ class MailIntegration(pulumi.ComponentResource):
         )
         child = pulumi.ResourceOptions(parent=self, providers={"azuread": self.provider})
         graph = lookup_microsoft_graph(pulumi.InvokeOutputOptions(parent=self, provider=self.provider))
-        deployer = azuread.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider))
+        deployer = azuread.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=self.provider)
+        )
 
         self.registration = AppRegistration(
             name,
@@ -135,7 +137,9 @@ class MailIntegration(pulumi.ComponentResource):
                 FederatedCredentialsArgs(application_id=self.application.id, credentials=config.federated),
                 child,
             )
-        self.credential_expiries = pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
+        self.credential_expiries = (
+            pulumi.Output.all(**expiries).apply(dict) if expiries else pulumi.Output.from_input({})
+        )
 
         self.register_outputs(
             {

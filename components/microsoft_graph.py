@@ -12,7 +12,9 @@ from mailplane.permissions import MICROSOFT_GRAPH_APP_ID
 __all__ = ["lookup_microsoft_graph", "permission_id"]
 
 
-def lookup_microsoft_graph(opts: pulumi.InvokeOutputOptions | None = None) -> pulumi.Output[azuread.GetServicePrincipalResult]:
+def lookup_microsoft_graph(
+    opts: pulumi.InvokeOutputOptions | None = None,
+) -> pulumi.Output[azuread.GetServicePrincipalResult]:
     """The tenant's Microsoft Graph service principal (a read-only invoke: nothing to delete on destroy).
 
     ``get_service_principal`` is preferred to ``ServicePrincipal(use_existing=True)``, which would try to delete

@@ -36,9 +36,7 @@ def read_certificate(pem: str, *, today: dt.date) -> CertificateFacts:
     try:
         certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError):
-        raise ValueError(
-            "not a PEM certificate. Expected a block starting with -----BEGIN CERTIFICATE-----."
-        ) from None
+        raise ValueError("not a PEM certificate. Expected a block starting with -----BEGIN CERTIFICATE-----.") from None
     not_after = certificate.not_valid_after_utc
     if not_after.date() <= today:
         raise ValueError(

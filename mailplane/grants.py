@@ -114,15 +114,15 @@ class Grants:
                 "delegated": [_grant_dict(g) for g in self.delegated],
             },
             "exchange": {
-                "roles": [{"role": r.role, "permission": r.permission, "mailboxes": list(r.mailboxes)}
-                          for r in self.exchange_roles],
+                "roles": [
+                    {"role": r.role, "permission": r.permission, "mailboxes": list(r.mailboxes)}
+                    for r in self.exchange_roles
+                ],
                 "scopedMailboxes": list(self.scoped_mailboxes),
                 "outOfScopeMailbox": self.out_of_scope_mailbox,
             },
             "tenantWideMail": list(self.tenant_wide_mail),
-            "credentials": [
-                {_camel(k): v for k, v in asdict(c).items() if v is not None} for c in self.credentials
-            ],
+            "credentials": [{_camel(k): v for k, v in asdict(c).items() if v is not None} for c in self.credentials],
         }
 
 

@@ -11,6 +11,7 @@ Secure values in the stack file cannot be decrypted offline; they stay unknown, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
@@ -32,7 +33,7 @@ from pulumi.runtime.stack import run_pulumi_func
 
 from mailplane.exceptions import TenantConfigError
 from mailplane.permissions import catalog
-from mailplane.tenant import load_stack_file, parse_tenant_config
+from mailplane.tenant import UNREADABLE_SECRET, load_stack_file, parse_tenant_config
 
 __all__ = [
     "OfflineTenantMocks",
@@ -45,8 +46,6 @@ __all__ = [
     "stack_name_of",
 ]
 
-UNREADABLE_SECRET = "mailplane-plan:unreadable-secret"
-"""What a ``secure:`` config value becomes in an offline plan; ``components.config`` treats it as unknown."""
 
 _NAMESPACE_UUID = uuid.UUID("4b3c1f0e-6f5e-4a53-9f5c-6d61696c706c")  # Stable fake ids: same plan, same ids.
 
@@ -151,9 +150,9 @@ class OfflineTenantMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         """The invokes mailplane makes: Microsoft Graph's service principal and the deployer's identity."""
-        if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":
+        if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":  # noqa: S105 - invoke token.
             return _graph_service_principal()
-        if args.token == "azuread:index/getClientConfig:getClientConfig":
+        if args.token == "azuread:index/getClientConfig:getClientConfig":  # noqa: S105 - invoke token.
             return {"clientId": _fake_id("deployer-client"), "objectId": _fake_id("deployer"), "tenantId": ""}
         return {}
 
@@ -170,9 +169,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         """Register as the mock monitor does, then record what was registered."""
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            inputs = {
-                k: v for k, v in rpc.deserialize_properties(request.object).items() if k != "__provider"
-            }
+            inputs = {k: v for k, v in rpc.deserialize_properties(request.object).items() if k != "__provider"}
             self.recorded.append(
                 PlannedResource(
                     urn=response.urn,
@@ -219,7 +216,17 @@ def _frozen_today(today: dt.date | None) -> Iterator[None]:
 
 
 def plan_stack(stack_file: Path, *, project_dir: Path | None = None, today: dt.date | None = None) -> StackPlan:
-    """Run the program for ``stack_file`` under the mock engine; raise :class:`PlanError` where ``pulumi up`` fails."""
+    """Run the program for ``stack_file`` under the mock engine; raise :class:`PlanError` where ``pulumi up`` fails.
+
+    Each plan runs in a fresh thread: Pulumi keeps its runtime state (root stack, outstanding outputs, event loop) in
+    context variables, and a new thread starts from a clean context, so one plan (or a failed program) can never
+    leak into the next.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailplane-plan") as executor:
+        return executor.submit(_plan_stack, Path(stack_file), project_dir, today).result()
+
+
+def _plan_stack(stack_file: Path, project_dir: Path | None, today: dt.date | None) -> StackPlan:
     stack_file = Path(stack_file)
     project_dir = find_project_dir(stack_file.resolve().parent) if project_dir is None else project_dir
     stack = stack_name_of(stack_file)

@@ -24,6 +24,7 @@ __all__ = [
     "PRESETS",
     "TENANT_KEYS",
     "TENANT_WIDE_ACKNOWLEDGEMENT",
+    "UNREADABLE_SECRET",
     "CertificateSettings",
     "ClientSecretSettings",
     "FederatedCredentialSettings",
@@ -66,6 +67,11 @@ PRESETS: dict[str, tuple[tuple[str, PermissionType], ...]] = {
 }
 # Presets whose application permissions are scoped to which declared mailboxes.
 PRESET_MAILBOXES = {"outbound-send": "designated", "inbound-import": "shared"}
+
+
+UNREADABLE_SECRET = "mailplane:unreadable-secret"  # noqa: S105 - a marker, not a secret.
+"""What a ``secure:`` stack value becomes where it cannot be decrypted (the offline plan): consumers treat it as
+"known only at deploy time" instead of parsing it."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,9 @@ def load_stack_file(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise TenantConfigError(source, [ConfigProblem((), f"is not valid YAML{where}: {exc}. Fix the syntax.")]) from None
+        raise TenantConfigError(
+            source, [ConfigProblem((), f"is not valid YAML{where}: {exc}. Fix the syntax.")]
+        ) from None
     if document is None:
         document = {}
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
@@ -274,9 +282,7 @@ def _permission_problems(raw: dict[str, Any]) -> list[ConfigProblem]:
             )
         elif key in preset_grants and "mailboxes" not in entry:
             problems.append(
-                ConfigProblem(
-                    path, f"{name} ({type_}) is already granted by a preset. Remove this entry.", entry
-                )
+                ConfigProblem(path, f"{name} ({type_}) is already granted by a preset. Remove this entry.", entry)
             )
         seen.setdefault(key, index)
         if "mailboxes" in entry and type_ == "delegated":
@@ -325,7 +331,9 @@ def _redirect_uri_problems(raw: dict[str, Any]) -> list[ConfigProblem]:
             )
         else:
             problems.append(
-                ConfigProblem(path, f"{uri!r} is not an absolute https URL (e.g. https://app.example.com/callback).", uri)
+                ConfigProblem(
+                    path, f"{uri!r} is not an absolute https URL (e.g. https://app.example.com/callback).", uri
+                )
             )
     return problems
 
@@ -340,7 +348,9 @@ def _mailbox_problems(raw: dict[str, Any]) -> list[ConfigProblem]:
         path: tuple[str | int, ...] = ("mailboxes", "shared", index, "address")
         if address in seen:
             problems.append(
-                ConfigProblem(path, f"{shared['address']!r} is declared twice (also at index {seen[address]}).", address)
+                ConfigProblem(
+                    path, f"{shared['address']!r} is declared twice (also at index {seen[address]}).", address
+                )
             )
         seen.setdefault(address, index)
         if address == designated:
@@ -415,7 +425,9 @@ def _scoping_problems(raw: dict[str, Any]) -> list[ConfigProblem]:
         )
     out_of_scope = str(scoping.get("outOfScopeMailbox", "")).lower()
     mailboxes = raw.get("mailboxes", {})
-    declared = {str(mailboxes.get("designated", "")).lower()} | {m["address"].lower() for m in mailboxes.get("shared", [])}
+    declared = {str(mailboxes.get("designated", "")).lower()} | {
+        m["address"].lower() for m in mailboxes.get("shared", [])
+    }
     if out_of_scope and out_of_scope in declared:
         problems.append(
             ConfigProblem(

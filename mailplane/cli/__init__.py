@@ -17,6 +17,9 @@ __all__ = ["COMMANDS", "main"]
 
 # name -> "module:attribute" of a click command.
 COMMANDS: dict[str, str] = {
+    "audit": "mailplane.cli.audit:audit",
+    "credentials": "mailplane.cli.credentials:credentials",
+    "demo": "mailplane.cli.demo:demo",
     "plan": "mailplane.cli.plan:plan",
     "validate": "mailplane.cli.validate:validate",
 }

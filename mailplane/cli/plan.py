@@ -18,7 +18,13 @@ __all__ = ["plan", "render_plan"]
 # Which inputs are worth a reviewer's eye, per resource type (everything is in --json).
 _KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "pulumi:providers:azuread": ("tenantId",),
-    "azuread:index/application:Application": ("displayName", "signInAudience", "web", "requiredResourceAccesses", "tags"),
+    "azuread:index/application:Application": (
+        "displayName",
+        "signInAudience",
+        "web",
+        "requiredResourceAccesses",
+        "tags",
+    ),
     "azuread:index/servicePrincipal:ServicePrincipal": (),
     "azuread:index/appRoleAssignment:AppRoleAssignment": ("appRoleId",),
     "azuread:index/servicePrincipalDelegatedPermissionGrant:ServicePrincipalDelegatedPermissionGrant": ("claimValues",),
@@ -68,10 +74,10 @@ def _describe_inputs(typ: str, inputs: dict[str, Any]) -> str:
         elif key == "requiredResourceAccesses":
             value = [_permission_name(a["id"]) for r in value for a in r.get("resourceAccesses", [])]
         elif key == "web":
-            value = value.get("redirectUris") or None
-            key = "redirectUris"
-            if not value:
+            if not value.get("redirectUris"):
                 continue
+            parts.append(f"redirectUris={json.dumps(value['redirectUris'], ensure_ascii=False)}")
+            continue
         parts.append(f"{key}={json.dumps(value, ensure_ascii=False)}")
     return "  " + " ".join(parts) if parts else ""
 
@@ -100,7 +106,7 @@ def render_plan(plan_dict: dict[str, Any]) -> str:
     resources = plan_dict["resources"]
     lines.append(f"resources ({len(resources)})")
     children: dict[str | None, list[dict[str, Any]]] = {}
-    urns = {r["urn"] if "urn" in r else None for r in resources}
+    urns = {r.get("urn") for r in resources}
     for resource in resources:
         parent = resource["parent"] if resource["parent"] in urns else None
         children.setdefault(parent, []).append(resource)
@@ -137,7 +143,7 @@ def plan(stack_files: tuple[Path, ...], as_json: bool, project: Path | None, tod
     Runs the real Pulumi program in-process against a mock engine. Default: every stacks/Pulumi.*.yaml.
     Exits 1 when a stack file is invalid, naming the key.
     """
-    from mailplane.plan import PlanError, find_project_dir, plan_stack  # noqa: PLC0415 - Pulumi is slow to import.
+    from mailplane.plan import PlanError, find_project_dir, plan_stack
 
     try:
         project_dir = project or find_project_dir(Path.cwd())

@@ -1,25 +1,41 @@
-"""``mailplane validate FILE...``: check integration config files (schema and meaning) without touching any service.
+"""``mailplane validate [FILE...]``: check config files (schema and meaning) without Pulumi, a tenant or Graph.
 
-Exit 0 when every file is valid, 1 when any file has a problem. ``--format text`` (default) prints the headline
-problem of each file, then the rest; ``json`` prints one object per file; ``github`` prints GitHub Actions workflow
-commands (``::error file=...,title=...::message``) so pull requests show the problems as annotations.
+Two kinds of file, told apart by extension:
+
+* ``*.yaml`` / ``*.yml``: tenant stack files, with the same checks as the Pulumi program (``parse_tenant_config``), so
+  a file that passes here is accepted there. Without FILE arguments: every ``stacks/Pulumi.*.yaml``.
+* ``*.json``: runtime integration configs (``schemas/integration.schema.json`` plus the semantic checks of
+  :mod:`mailplane.integration`).
+
+Exit 0 when every file is valid, 1 when any has a problem, 2 on a usage error. ``--format text`` (default) prints
+``ok: FILE`` or the headline problem then the rest (on stderr); ``json`` prints one object per file; ``github``
+prints GitHub Actions workflow commands (``::error file=...,line=...,title=...::message``) so pull requests show the
+problems on the offending lines.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from mailplane.exceptions import ConfigProblem, IntegrationConfigError
+from mailplane.exceptions import ConfigError, ConfigProblem, IntegrationConfigError, TenantConfigError
 from mailplane.integration import integration_problems, read_integration_file
-from mailplane.json_lines import line_for, value_lines
+from mailplane.source_lines import json_lines, line_for, yaml_lines
+from mailplane.tenant import load_stack_file, parse_tenant_config
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 __all__ = ["FileResult", "check_file", "validate"]
+
+FileKind = Literal["stack", "integration"]
+_KIND_NAMES = {"stack": "stack file", "integration": "integration config"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +43,7 @@ class FileResult:
     """The findings for one file (empty ``problems``: valid)."""
 
     path: str
+    kind: FileKind
     problems: tuple[ConfigProblem, ...]
     lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, compare=False)
 
@@ -35,27 +52,61 @@ class FileResult:
         """True when there is nothing to fix."""
         return not self.problems
 
+    @property
+    def location_prefix(self) -> str:
+        """``mailplane:`` for stack keys, ``$`` for JSON paths."""
+        return "mailplane:" if self.kind == "stack" else "$"
+
+    def location(self, problem: ConfigProblem) -> str:
+        """Where the problem is, in the file kind's notation."""
+        return problem.location(self.location_prefix)
+
     def line(self, problem: ConfigProblem) -> int | None:
         """The 1-based line the problem is on (its value, or the closest enclosing one), when known."""
-        return line_for(self.lines, problem.path)
+        path = problem.path
+        if self.kind == "stack" and path:
+            # Stack keys live under config: as "mailplane:<key>".
+            path = ("config", f"mailplane:{path[0]}", *path[1:])
+        elif self.kind == "stack":
+            path = ("config",)
+        return line_for(self.lines, path)
+
+    def render(self) -> str:
+        """Headline problem first, then the rest (the same text as the exception)."""
+        error_type: type[ConfigError] = TenantConfigError if self.kind == "stack" else IntegrationConfigError
+        return error_type(self.path, list(self.problems)).render()
 
 
-def check_file(path: str) -> FileResult:
+def _kind_of(path: str) -> FileKind:
+    return "integration" if path.lower().endswith(".json") else "stack"
+
+
+def _syntax_lines(problems: list[ConfigProblem]) -> dict[tuple[str | int, ...], int]:
+    match = re.search(r"at line (\d+)", problems[0].message) if problems else None
+    return {(): int(match.group(1))} if match else {}
+
+
+def check_file(path: str, *, today: dt.date | None = None) -> FileResult:
     """Read and check one file; problems reading it are findings too."""
+    kind = _kind_of(path)
     try:
-        document = read_integration_file(path)
-    except IntegrationConfigError as exc:
-        syntax = re.search(r"at line (\d+),", exc.problems[0].message)
-        return FileResult(path, tuple(exc.problems), {(): int(syntax.group(1))} if syntax else {})
-    problems = tuple(integration_problems(document))
-    lines = value_lines(Path(path).read_text(encoding="utf-8")) if problems else {}
-    return FileResult(path, problems, lines)
+        if kind == "stack":
+            parse_tenant_config(load_stack_file(path), source=path, today=today)
+            return FileResult(path, kind, ())
+        problems = integration_problems(read_integration_file(path))
+    except ConfigError as error:
+        # A stack file's semantic problems also arrive here; syntax problems carry their line in the message.
+        lines = _syntax_lines(error.problems) or _lines_of(path, kind)
+        return FileResult(path, kind, tuple(error.problems), lines)
+    return FileResult(path, kind, tuple(problems), _lines_of(path, kind) if problems else {})
 
 
-def _text(result: FileResult) -> str:
-    if result.valid:
-        return f"{result.path}: ok"
-    return IntegrationConfigError(result.path, list(result.problems)).render()
+def _lines_of(path: str, kind: FileKind) -> dict[tuple[str | int, ...], int]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return json_lines(text) if kind == "integration" else yaml_lines(text)
 
 
 def _jsonable(value: Any) -> Any:
@@ -71,9 +122,10 @@ def _json(results: list[FileResult]) -> str:
         [
             {
                 "file": r.path,
+                "kind": r.kind,
                 "valid": r.valid,
                 "problems": [
-                    {"path": p.location(), "line": r.line(p), "message": p.message, "value": _jsonable(p.value)}
+                    {"path": r.location(p), "line": r.line(p), "message": p.message, "value": _jsonable(p.value)}
                     for p in r.problems
                 ],
             }
@@ -94,21 +146,28 @@ def _escape_property(text: str) -> str:
 
 def _github(result: FileResult) -> list[str]:
     if result.valid:
-        return [f"{result.path}: ok"]
+        return [f"ok: {result.path}"]
     commands = []
     for problem in result.problems:
         properties = [f"file={_escape_property(result.path)}"]
         line = result.line(problem)
         if line is not None:
             properties.append(f"line={line}")
-        properties.append(f"title={_escape_property('mailplane validate ' + problem.location())}")
-        message = _escape_data(f"{problem.location()}: {problem.message}")
+        properties.append(f"title={_escape_property('mailplane validate ' + result.location(problem))}")
+        message = _escape_data(f"{result.location(problem)}: {problem.message}")
         commands.append(f"::error {','.join(properties)}::{message}")
     return commands
 
 
-@click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def _summary(results: list[FileResult]) -> str:
+    failed = sum(not r.valid for r in results)
+    kinds = {r.kind for r in results}
+    noun = _KIND_NAMES[kinds.pop()] if len(kinds) == 1 else "file"
+    return f"{failed} of {len(results)} {noun}{'s' if len(results) != 1 else ''} invalid."
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
     "--format",
     "output_format",
@@ -117,18 +176,31 @@ def _github(result: FileResult) -> list[str]:
     show_default=True,
     help="text for people, json for programs, github for GitHub Actions annotations.",
 )
-def validate(files: tuple[str, ...], output_format: str) -> None:
-    """Check integration config FILES against the schema and for meaning (references, merge codes, cron...).
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), help="Check stack dates against this day.")
+def validate(files: tuple[str, ...], output_format: str, today: dt.datetime | None) -> None:
+    """Validate stack files (*.yaml) and integration configs (*.json); exit 1 naming each bad key.
 
-    Exit 0 when all are valid, 1 when any has a problem.
+    Without FILES: every stacks/Pulumi.*.yaml. Stack files get the same checks as the Pulumi program; integration
+    configs get the schema and the semantic checks (references, merge codes, cron, addresses).
     """
-    results = [check_file(path) for path in files]
+    paths = list(files) or [os.path.relpath(p) for p in sorted(Path("stacks").glob("Pulumi.*.yaml"))]
+    if not paths:
+        raise click.UsageError("no files given and no stack files in ./stacks. Run from the project or name the files.")
+    day = today.date() if today else None
+    results = [check_file(path, today=day) for path in paths]
     if output_format == "json":
         click.echo(_json(results))
+    elif output_format == "github":
+        for result in results:
+            for line in _github(result):
+                click.echo(line)
     else:
         for result in results:
-            lines = _github(result) if output_format == "github" else [_text(result)]
-            for line in lines:
-                click.echo(line)
+            if result.valid:
+                click.echo(f"ok: {result.path}")
+            else:
+                click.echo(f"error: {result.render()}", err=True)
+        if not all(r.valid for r in results):
+            click.echo(_summary(results), err=True)
     if not all(r.valid for r in results):
         raise SystemExit(1)

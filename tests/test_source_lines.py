@@ -1,4 +1,4 @@
-"""Line numbers by JSON path, for annotations that point at the offending line."""
+"""Line numbers by JSON/YAML path, for annotations that point at the offending line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailplane.json_lines import line_for, value_lines
+from mailplane.source_lines import json_lines, line_for, yaml_lines
 
 TEXT = """{
   "accounts": {
@@ -22,7 +22,7 @@ TEXT = """{
 
 
 def test_document__lines__member_keys_and_items():
-    lines = value_lines(TEXT)
+    lines = json_lines(TEXT)
     assert lines[()] == 1
     assert lines[("accounts",)] == 2
     assert lines[("accounts", "shared", 0)] == 4
@@ -31,14 +31,14 @@ def test_document__lines__member_keys_and_items():
 
 
 def test_missing_key__line_for__closest_parent():
-    lines = value_lines(TEXT)
+    lines = json_lines(TEXT)
     assert line_for(lines, ("accounts", "shared", 0, "conversation", "properties")) == 5
     assert line_for(lines, ("nowhere",)) == 1
     assert line_for({}, ("a",)) is None
 
 
 def test_not_json__lines__empty():
-    assert value_lines("{") == {}
+    assert json_lines("{") == {}
 
 
 def _paths(node, prefix=()):
@@ -62,7 +62,15 @@ JSON = st.recursive(
 @given(JSON, st.sampled_from([None, 2]))
 def test_any_document__lines__every_path_found_on_a_line_that_exists(document, indent):
     text = json.dumps(document, indent=indent)
-    lines = value_lines(text)
+    lines = json_lines(text)
     count = text.count("\n") + 1
     for path in _paths(document):
         assert 1 <= lines[path] <= count
+
+
+def test_stack_yaml__lines__keys_under_config():
+    text = "config:\n  azuread:tenantId: x\n  mailplane:app:\n    displayName: A\n    redirectUris:\n      - http://a\n"
+    lines = yaml_lines(text)
+    assert lines[("config", "mailplane:app", "displayName")] == 4
+    assert lines[("config", "mailplane:app", "redirectUris", 0)] == 6
+    assert yaml_lines("a: [") == {}

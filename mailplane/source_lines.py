@@ -1,6 +1,7 @@
-"""Line numbers of the values in a JSON document, by path, so findings can point at a line (GitHub annotations).
+"""Line numbers of the values in a JSON or YAML document, by path, so findings can point at a line (annotations).
 
-The standard library's parser does not keep positions, so this walks text that ``json.loads`` already accepted.
+The standard library's JSON parser does not keep positions, so :func:`json_lines` walks text that ``json.loads``
+already accepted; :func:`yaml_lines` reads PyYAML's node marks.
 """
 
 from __future__ import annotations
@@ -8,8 +9,11 @@ from __future__ import annotations
 import bisect
 import re
 from json.decoder import scanstring  # type: ignore[attr-defined]  # public in CPython, missing from typeshed
+from typing import Any
 
-__all__ = ["line_for", "value_lines"]
+import yaml
+
+__all__ = ["json_lines", "line_for", "yaml_lines"]
 
 Path = tuple[str | int, ...]
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -74,7 +78,7 @@ class _Walker:
             return index + 1  # the ']'
 
 
-def value_lines(text: str) -> dict[Path, int]:
+def json_lines(text: str) -> dict[Path, int]:
     """Path -> 1-based line of every value (a member's key line) in valid JSON ``text``; ``{}`` if it cannot tell."""
     walker = _Walker(text)
     try:
@@ -82,6 +86,28 @@ def value_lines(text: str) -> dict[Path, int]:
     except (ValueError, IndexError):
         return {}
     return walker.lines
+
+
+def yaml_lines(text: str) -> dict[Path, int]:
+    """Path -> 1-based line of every value (a mapping member's key line) in YAML ``text``; ``{}`` if it cannot tell."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[Path, int] = {}
+
+    def walk(node: Any, path: Path, line: int) -> None:
+        lines[path] = line
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                walk(value_node, (*path, str(key_node.value)), key_node.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index), item.start_mark.line + 1)
+
+    if root is not None:
+        walk(root, (), root.start_mark.line + 1)
+    return lines
 
 
 def line_for(lines: dict[Path, int], path: Path) -> int | None:
