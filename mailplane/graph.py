@@ -469,7 +469,7 @@ def _translate_authentication(exc: ClientAuthenticationError, subject: str) -> A
     return AuthenticationError(_with_request_id(message, request_id), code=code, request_id=request_id)
 
 
-def translate_graph_error(  # noqa: C901, PLR0911 - one branch per documented Graph failure
+def translate_graph_error(  # noqa: C901, PLR0911, PLR0912 - one branch per documented Graph failure
     exc: BaseException, *, doing: str, mailbox: str | None = None
 ) -> GraphError:
     """Turn an SDK, HTTP or azure-identity exception into mailplane's actionable :class:`GraphError` tree.

@@ -125,7 +125,7 @@ def test_graph_base_url__trailing_slash__removed():
 
 
 def test_template__rendered_from_config__merge_codes_filled():
-    from mailplane.templates import MergeContext, Person  # noqa: PLC0415
+    from mailplane.templates import MergeContext, Person
 
     template = load_integration_config(EXAMPLE).templates["ticket-acknowledgement"]
     assert "recipient.name" in template.merge_codes
@@ -458,7 +458,7 @@ def test_docs__catalogues__every_message_property_attribute_and_merge_code_docum
 
 
 def test_example_config__shared_mailboxes__the_ones_the_inbound_example_stack_declares():
-    from mailplane.tenant import load_stack_file, parse_tenant_config  # noqa: PLC0415
+    from mailplane.tenant import load_stack_file, parse_tenant_config
 
     stack = parse_tenant_config(load_stack_file(ROOT / "stacks" / "Pulumi.example-inbound-import.yaml"))
     config = load_integration_config(EXAMPLE)
