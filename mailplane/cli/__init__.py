@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "audit": "mailplane.cli.audit:audit",
     "credentials": "mailplane.cli.credentials:credentials",
     "demo": "mailplane.cli.demo:demo",
+    "devtenant": "mailplane.cli.devtenant:devtenant",
     "plan": "mailplane.cli.plan:plan",
     "validate": "mailplane.cli.validate:validate",
 }
