@@ -19,14 +19,11 @@ from msgraph.generated.models.message import Message
 from msgraph.generated.models.recipient import Recipient
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
 
-from mailplane.exceptions import AccessDeniedError, GraphError, ThrottledError
+from mailplane.devtenant.app import DevTenant
+from mailplane.exceptions import AccessDeniedError, AuthenticationError, GraphError, ThrottledError
 from mailplane.graph import GraphClient, StaticTokenCredential
 from mailplane.integration import load_integration_config
 from mailplane.templates import MergeContext, Person
-
-DevTenant = pytest.importorskip(
-    "mailplane.devtenant.app", reason="the dev tenant emulator (mailplane.devtenant.app) is not on this branch yet"
-).DevTenant
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORT = "support@fabrikam.com"
@@ -196,3 +193,31 @@ def test_send_answered_503__post__not_repeated_and_not_delivered(tenant, config)
         asyncio.run(scenario())
     assert tenant.state.outbox(NOREPLY) == []
     assert tenant.requests.count(method="POST") == 1
+
+
+def test_wrong_token__list__authentication_error_without_the_token():
+    with DevTenant(domain="fabrikam.com", token="the-right-token") as tenant:
+        tenant.state.add_mailbox(SUPPORT, kind="shared")
+
+        async def scenario():
+            async with GraphClient(StaticTokenCredential("a-wrong-t0ken"), base_url=tenant.graph_base_url) as client:
+                await _inbox_subjects(client)
+
+        with pytest.raises(AuthenticationError) as caught:
+            asyncio.run(scenario())
+    assert str(caught.value).startswith(
+        "listing the inbox of support@fabrikam.com: Graph rejected the access token (401 InvalidAuthenticationToken"
+    )
+    assert "a-wrong-t0ken" not in str(caught.value)
+    assert caught.value.request_id
+
+
+def test_unknown_mailbox__list__graph_error_with_graph_code(config):
+    async def scenario():
+        async with _client(config) as client:
+            await _inbox_subjects(client, "nobody@fabrikam.com")
+
+    with pytest.raises(GraphError) as caught:
+        asyncio.run(scenario())
+    assert (caught.value.status, caught.value.code) == (404, "ErrorInvalidUser")
+    assert str(caught.value).startswith("listing the inbox of nobody@fabrikam.com: 404 ErrorInvalidUser: ")
