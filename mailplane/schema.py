@@ -24,7 +24,17 @@ __all__ = ["load_schema", "schema_problems", "validator_for"]
 _PATTERN_MEANINGS = {
     "email": "is not an e-mail address (expected name@domain.tld)",
     "guid": "is not a GUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+    "identifier": "is not a name (a letter, then letters, digits, '_' or '-'; at most 64)",
+    "dottedPath": "is not a Python dotted path (expected package.module.function)",
+    "folderName": "is not a folder name (no '/' or '\\\\')",
+    "envVarName": (
+        "is not an environment variable name (expected upper case letters, digits and '_', e.g. MAILPLANE_POSTGRES_DSN)"
+    ),
 }
+# Where a value may be a secret pasted in the wrong place (a DSN with its password instead of a variable name):
+# the message and the recorded value never repeat it.
+_SECRET_PRONE = frozenset({"envVarName"})
+_REDACTED = "[redacted]"
 
 
 @cache
@@ -42,12 +52,59 @@ def validator_for(name: str) -> Draft202012Validator:
     return Draft202012Validator(load_schema(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def _describe(error: ValidationError, schema: dict[str, Any]) -> str:
+def _def_name(error: ValidationError, schema: dict[str, Any]) -> str | None:
+    """The named ``$defs`` entry whose pattern failed, when it has a readable meaning."""
     defs = schema.get("$defs", {})
+    for def_name in _PATTERN_MEANINGS:
+        if def_name in defs and (error.schema is defs[def_name] or error.schema == defs[def_name]):
+            return def_name
+    return None
+
+
+def _value(error: ValidationError, schema: dict[str, Any]) -> Any:
+    if error.validator == "pattern" and _def_name(error, schema) in _SECRET_PRONE:
+        return _REDACTED
+    return error.instance
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe_keyed_forms(error: ValidationError) -> str | None:
+    """For a oneOf/anyOf whose branches are told apart by a required key: which key is missing or doubled."""
+    branches = [sub for sub in error.validator_value if isinstance(sub, dict)]
+    required = [sub.get("required") for sub in branches]
+    if not isinstance(error.instance, dict) or not all(required):
+        return None
+    keys = list(dict.fromkeys(key for keys in required for key in keys))  # type: ignore[union-attr]
+    listed = ", ".join(repr(k) for k in keys)
+    present = [k for k in keys if k in error.instance]
+    if error.validator == "oneOf" and len(present) > 1:
+        return f"has {', '.join(repr(k) for k in present)} together; use exactly one of {listed}"
+    if present:
+        return None
+    hints = []
+    for key in error.instance:
+        close = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"{key!r} (did you mean {close[0]!r}?)")
+    hint = f"; unknown key {', '.join(hints)}" if hints else ""
+    quantity = "exactly one" if error.validator == "oneOf" else "at least one"
+    return f"needs {quantity} of the keys {listed}{hint}"
+
+
+def _describe(error: ValidationError, schema: dict[str, Any]) -> str:  # noqa: C901, PLR0911 - one case per validator
     if error.validator == "pattern":
-        for def_name, meaning in _PATTERN_MEANINGS.items():
-            if error.schema is defs.get(def_name) or error.schema == defs.get(def_name):
-                return f"{error.instance!r} {meaning}"
+        def_name = _def_name(error, schema)
+        if def_name in _SECRET_PRONE:
+            return (
+                f"the value {_PATTERN_MEANINGS[def_name]}; it is not shown in case it is a secret. "
+                "Never put a secret in the file"
+            )
+        if def_name is not None:
+            return f"{error.instance!r} {_PATTERN_MEANINGS[def_name]}"
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(error.schema.get("properties", {}))
         unexpected = sorted(set(error.instance) - set(allowed))
@@ -61,6 +118,15 @@ def _describe(error: ValidationError, schema: dict[str, Any]) -> str:
         return f"{error.instance!r} is not allowed; use one of {allowed_values}"
     if error.validator == "const":
         return f"{error.instance!r} must be exactly {error.validator_value!r}"
+    if error.validator in ("oneOf", "anyOf"):
+        keyed = _describe_keyed_forms(error)
+        if keyed is not None:
+            return keyed
+        forms = [str(sub.get("title", "")) for sub in error.validator_value if isinstance(sub, dict)]
+        shown = _short(error.instance)
+        if all(forms):
+            return f"{shown} matches none of the allowed forms: {'; '.join(forms)}"
+        return f"{shown} matches none of the allowed forms"
     if error.validator == "uniqueItems":
         seen: list[Any] = []
         dupes = [item for item in error.instance if item in seen or seen.append(item)]  # type: ignore[func-returns-value]
@@ -75,10 +141,13 @@ def schema_problems(name: str, instance: Any) -> list[ConfigProblem]:
     errors = list(validator.iter_errors(instance))
     if not errors:
         return []
+    # An error under oneOf/anyOf is replaced by its most relevant cause, which names the deeper path.
+    errors = [best_match([error]) or error for error in errors]
     headline = best_match(errors)
     errors.sort(key=lambda e: (e is not headline, [str(p) for p in e.absolute_path]))
     return [
-        ConfigProblem(path=_path_of(error), message=_describe(error, schema), value=error.instance) for error in errors
+        ConfigProblem(path=_path_of(error), message=_describe(error, schema), value=_value(error, schema))
+        for error in errors
     ]
 
 
