@@ -148,13 +148,13 @@ class OfflineTenantMocks(pulumi.runtime.Mocks):
         """Outputs = inputs plus the computed properties mailplane reads (ids, key ids, secret values)."""
         return _mock_outputs(args.typ, args.name, args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         """The invokes mailplane makes: Microsoft Graph's service principal and the deployer's identity."""
         if args.token == "azuread:index/getServicePrincipal:getServicePrincipal":  # noqa: S105 - invoke token.
-            return _graph_service_principal()
+            return _graph_service_principal(), []
         if args.token == "azuread:index/getClientConfig:getClientConfig":  # noqa: S105 - invoke token.
-            return {"clientId": _fake_id("deployer-client"), "objectId": _fake_id("deployer"), "tenantId": ""}
-        return {}
+            return {"clientId": _fake_id("deployer-client"), "objectId": _fake_id("deployer"), "tenantId": ""}, []
+        return {}, []
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -255,7 +255,7 @@ def _plan_stack(stack_file: Path, project_dir: Path | None, today: dt.date | Non
         pulumi.runtime.set_all_config(config, secret_keys)
         with _frozen_today(today):
             try:
-                loop.run_until_complete(run_pulumi_func(lambda: runpy.run_path(str(project_dir / "__main__.py"))))
+                loop.run_until_complete(run_pulumi_func(lambda: _run_program(project_dir)))
             except pulumi.RunError as error:
                 raise PlanError(str(error)) from None
             except Exception as error:
@@ -271,6 +271,10 @@ def _plan_stack(stack_file: Path, project_dir: Path | None, today: dt.date | Non
     return StackPlan(
         stack=stack, source=str(stack_file), resources=recorded, outputs=outputs, secret_outputs=secret_outputs
     )
+
+
+def _run_program(project_dir: Path) -> None:
+    runpy.run_path(str(project_dir / "__main__.py"))
 
 
 async def _resolve_outputs() -> tuple[dict[str, Any], list[str]]:

@@ -1,6 +1,7 @@
 """Load mailplane's JSON Schemas and turn jsonschema errors into :class:`ConfigProblem` findings.
 
-The schemas live in the repository's ``schemas/`` folder and ship inside the package through the ``mailplane/schemas`` symlink.
+The schemas live in the repository's ``schemas/`` folder and ship inside the package through the
+``mailplane/schemas`` symlink.
 Messages follow jsonschema's convention (the offending value first, then the rule) but replace the unreadable
 parts: a failed e-mail pattern says "is not an e-mail address", an unexpected key lists the allowed keys.
 """

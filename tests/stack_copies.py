@@ -43,7 +43,7 @@ def write_stack_copy(
 
 def planned_resources(stack_file: Path) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(type, name, urn, inputs) of every custom resource the real program registers under the mock engine."""
-    from mailplane.plan import plan_stack  # noqa: PLC0415 - Pulumi is slow to import.
+    from mailplane.plan import plan_stack
 
     plan = plan_stack(stack_file, project_dir=ROOT, today=TODAY)
     return [(r.type, r.name, r.urn, r.inputs) for r in plan.resources if r.custom]

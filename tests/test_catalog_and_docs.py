@@ -37,7 +37,8 @@ def test_catalog__well_known_facts__match_microsoft():
 
 def test_catalog__no_descriptions_copied():
     text = (REPO_ROOT / "mailplane" / "catalog" / "graph_permissions.json").read_text()
-    assert "Description" not in text and "Allows the app" not in text
+    assert "Description" not in text
+    assert "Allows the app" not in text
 
 
 def test_readme_preset_table__regenerated__unchanged():

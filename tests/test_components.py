@@ -112,8 +112,9 @@ def test_children__program_run__parented_to_their_component_and_named_from_it(pu
         assert resource.name.startswith("t"), f"{resource.urn} is not named from its component"
 
 
+@pytest.mark.usefixtures("pulumi_mocks")
 @pulumi.runtime.test
-def test_rotating_secret__program_run__active_secret_output_is_secret(pulumi_mocks):
+def test_rotating_secret__program_run__active_secret_output_is_secret():
     integration = build(tenant())
 
     async def check():

@@ -70,7 +70,8 @@ def test_plan_cli__json__machine_readable():
     result = CliRunner().invoke(main, ["plan", "--json", "--today", "2026-11-22", str(EXAMPLE_STACKS[0])])
     assert result.exit_code == 0, result.output
     (stack,) = json.loads(result.output)
-    assert stack["resources"] and stack["outputs"]["grants"]["tenantId"]
+    assert stack["resources"]
+    assert stack["outputs"]["grants"]["tenantId"]
 
 
 def test_plan_cli__broken_copy_of_example__exit_one_and_key_named(tmp_path):

@@ -41,7 +41,7 @@ def test_reviewers_doc__audit_example__matches_what_the_audit_renders(monkeypatc
 def test_reviewers_doc__permission_table__names_every_deployer_permission():
     sys.path.insert(0, str(ROOT / "bootstrap"))
     try:
-        import deployer_permissions  # noqa: PLC0415 - the bootstrap program is not a package.
+        import deployer_permissions
     finally:
         sys.path.remove(str(ROOT / "bootstrap"))
     text = DOC.read_text(encoding="utf-8")
@@ -51,7 +51,7 @@ def test_reviewers_doc__permission_table__names_every_deployer_permission():
 
 
 def test_reviewers_doc__policy_table__names_every_rule():
-    from mailplane.policy_rules import RULES  # noqa: PLC0415
+    from mailplane.policy_rules import RULES
 
     text = DOC.read_text(encoding="utf-8")
 

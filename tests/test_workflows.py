@@ -135,7 +135,7 @@ def test_changed_stacks_script__stack_file_or_shared_code__affected_stacks(monke
     monkeypatch.chdir(ROOT)
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import changed_stacks  # noqa: PLC0415 - a script, not a package.
+        import changed_stacks
     finally:
         sys.path.remove(str(ROOT / "scripts"))
 

@@ -37,7 +37,7 @@ class _LazyGroup(click.Group):
             return None
         module_name, _, attribute = target.partition(":")
         command: Any = getattr(importlib.import_module(module_name), attribute)
-        return command  # type: ignore[no-any-return]
+        return command
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

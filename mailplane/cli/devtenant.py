@@ -35,8 +35,8 @@ def devtenant(  # noqa: PLR0917 - click passes options positionally
     token: str | None,
 ) -> None:
     """Serve the dev tenant (a local Graph mail and Exchange admin emulator) on 127.0.0.1 until Ctrl-C."""
-    from mailplane.devtenant.app import DevTenant  # noqa: PLC0415 - keep `mailplane --help` fast
-    from mailplane.devtenant.seeding import seed_directory  # noqa: PLC0415
+    from mailplane.devtenant.app import DevTenant
+    from mailplane.devtenant.seeding import seed_directory
 
     tenant = DevTenant(
         port=port, concurrency=concurrency, window_limit=window_limit, latency_ms=latency_ms, token=token

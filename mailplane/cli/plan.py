@@ -83,27 +83,32 @@ def _describe_inputs(typ: str, inputs: dict[str, Any]) -> str:
     return "  " + " ".join(parts) if parts else ""
 
 
+def _render_grants(grants: dict[str, Any]) -> list[str]:
+    lines = ["grants"]
+    entra = grants.get("entra", {})
+    for kind in ("application", "delegated"):
+        names = [f"{g['name']} [{g['type']}, privilege {g['privilegeLevel']}]" for g in entra.get(kind, [])]
+        lines.append(f"  Entra {kind} permissions: {', '.join(names) if names else 'none'}")
+    roles = grants.get("exchange", {}).get("roles", [])
+    if roles or grants.get("exchange", {}).get("scopedMailboxes") or grants.get("tenantWideMail"):
+        lines.append(f"  mailbox scoping: {grants.get('scopingMode')}")
+    else:
+        lines.append("  mailbox scoping: not needed (no application mail permission)")
+    lines.extend(f"    {r['role']} on {', '.join(r['mailboxes']) or '(no mailbox)'}" for r in roles)
+    if grants.get("tenantWideMail"):
+        lines.append(f"  WARNING tenant-wide mail access: {', '.join(grants['tenantWideMail'])} on EVERY mailbox")
+    for credential in grants.get("credentials", []):
+        detail = {k: v for k, v in credential.items() if k not in ("kind", "name")}
+        lines.append(f"  credential {credential['kind']} {credential['name']} {json.dumps(detail)}")
+    return lines
+
+
 def render_plan(plan_dict: dict[str, Any]) -> str:
     """A readable tree of one stack's plan (the same data as --json)."""
     lines = [f"stack {plan_dict['stack']}  ({plan_dict['source']})"]
     grants = plan_dict["outputs"].get("grants", {})
     if grants:
-        lines.append("grants")
-        entra = grants.get("entra", {})
-        for kind in ("application", "delegated"):
-            names = [f"{g['name']} [{g['type']}, privilege {g['privilegeLevel']}]" for g in entra.get(kind, [])]
-            lines.append(f"  Entra {kind} permissions: {', '.join(names) if names else 'none'}")
-        roles = grants.get("exchange", {}).get("roles", [])
-        if roles or grants.get("exchange", {}).get("scopedMailboxes") or grants.get("tenantWideMail"):
-            lines.append(f"  mailbox scoping: {grants.get('scopingMode')}")
-        else:
-            lines.append("  mailbox scoping: not needed (no application mail permission)")
-        lines.extend(f"    {r['role']} on {', '.join(r['mailboxes']) or '(no mailbox)'}" for r in roles)
-        if grants.get("tenantWideMail"):
-            lines.append(f"  WARNING tenant-wide mail access: {', '.join(grants['tenantWideMail'])} on EVERY mailbox")
-        for credential in grants.get("credentials", []):
-            detail = {k: v for k, v in credential.items() if k not in ("kind", "name")}
-            lines.append(f"  credential {credential['kind']} {credential['name']} {json.dumps(detail)}")
+        lines.extend(_render_grants(grants))
     resources = plan_dict["resources"]
     lines.append(f"resources ({len(resources)})")
     children: dict[str | None, list[dict[str, Any]]] = {}

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -74,7 +74,7 @@ class BackgroundServer:
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         """Start on entry."""
         self.start()
         return self
