@@ -1,7 +1,7 @@
 """What the mailplane deployer may do, and why: the reviewable permission manifest of the bootstrap stack (pure).
 
-Each entry is the least permission that one step of deploying a mailplane stack needs; the README and
-docs/reviewers.md show this table. Sources: the "API Permissions" sections of the pulumi-azuread resources, Microsoft's
+Each entry is the least permission that one step of deploying a mailplane stack needs; the README shows this
+table. Sources: the "API Permissions" sections of the pulumi-azuread resources, Microsoft's
 published permission data (which API paths each permission covers) and the Exchange Online app-only docs.
 """
 

@@ -32,6 +32,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from mailplane.exceptions import TenantConfigError
+from mailplane.exchange.naming import recipient_filter
 from mailplane.permissions import catalog
 from mailplane.tenant import UNREADABLE_SECRET, load_stack_file, parse_tenant_config
 
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 
+KNOWN_AFTER_APPLY = "[known after apply]"
+_DYNAMIC = "pulumi-python:dynamic/"  # Type prefix of dynamic-provider resources.
 _NAMESPACE_UUID = uuid.UUID("4b3c1f0e-6f5e-4a53-9f5c-6d61696c706c")  # Stable fake ids: same plan, same ids.
 
 
@@ -126,6 +129,12 @@ def _mock_outputs(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dic
         outputs.update(keyId=_fake_id("key", name))
     elif typ == "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential":
         outputs.update(credentialId=_fake_id("fic", name))
+    elif typ == f"{_DYNAMIC}exchange:ManagementScope":
+        # The provider's check computes the filter from the mailboxes; the mock engine skips check, so do it here.
+        outputs.update(recipient_restriction_filter=recipient_filter(inputs.get("mailboxes", [])))
+    elif typ == f"{_DYNAMIC}exchange:ScopeVerification":
+        # The checks run in Exchange after apply; a plan can only say so.
+        outputs.update(status=KNOWN_AFTER_APPLY, summary=KNOWN_AFTER_APPLY, checks=[], checked_at=KNOWN_AFTER_APPLY)
     outputs.pop("__provider", None)  # Dynamic providers: the pickled provider is noise in a plan.
     return resource_id, outputs
 
@@ -287,7 +296,7 @@ async def _resolve_outputs() -> tuple[dict[str, Any], list[str]]:
             secret.append(name)
             outputs[name] = "[secret]"
         elif not await output.is_known():
-            outputs[name] = "[known after apply]"
+            outputs[name] = KNOWN_AFTER_APPLY
         else:
             outputs[name] = _plain(await output.future())
     return outputs, sorted(secret)
@@ -302,7 +311,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if value == rpc.UNKNOWN:
-        return "[known after apply]"
+        return KNOWN_AFTER_APPLY
     if isinstance(value, str) and value == UNREADABLE_SECRET:
         return "[secret]"
     return value

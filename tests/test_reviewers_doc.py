@@ -1,4 +1,4 @@
-"""docs/reviewers.md: its rendered audit example is exactly what ``mailplane audit`` prints for the fixture pair."""
+"""README.md, for reviewers: its rendered audit example is exactly what ``mailplane audit`` prints for the fixtures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from stack_copies import ROOT
 
 from mailplane.cli import main
 
-DOC = ROOT / "docs" / "reviewers.md"
+DOC = ROOT / "README.md"
 PAIR = ROOT / "tests" / "fixtures" / "audit-docs"
 BLOCK = re.compile(r"(<!-- BEGIN audit example[^\n]*-->\n)(.*?)(<!-- END audit example -->)", re.DOTALL)
 
@@ -22,16 +22,21 @@ def rendered_example(monkeypatch) -> tuple[str, int]:
     return result.output, result.exit_code
 
 
+def as_quote(markdown: str) -> str:
+    """The audit comment as a markdown blockquote, so its headings stay out of the README's outline."""
+    return "".join(f"> {line}\n" if line else ">\n" for line in markdown.splitlines())
+
+
 def test_reviewers_doc__audit_example__matches_what_the_audit_renders(monkeypatch):
     output, exit_code = rendered_example(monkeypatch)
     text = DOC.read_text(encoding="utf-8")
     if os.environ.get("MAILPLANE_UPDATE_GOLDEN") == "1":
-        text = BLOCK.sub(lambda m: m.group(1) + output + m.group(3), text)
+        text = BLOCK.sub(lambda m: m.group(1) + as_quote(output) + m.group(3), text)
         DOC.write_text(text, encoding="utf-8")
     match = BLOCK.search(text)
 
-    assert match is not None, "docs/reviewers.md lost its example markers"
-    assert match.group(2) == output
+    assert match is not None, "README.md lost its audit example markers"
+    assert match.group(2) == as_quote(output)
     assert exit_code == 1
     assert (
         "| added | `Mail.Send` | application | 3 (high) | required | Exchange RBAC role on 1 mailbox | high |" in output

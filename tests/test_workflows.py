@@ -142,7 +142,7 @@ def test_changed_stacks_script__stack_file_or_shared_code__affected_stacks(monke
     assert changed_stacks.affected(["stacks/Pulumi.example-outbound-send.yaml", "README.md"]) == [
         "example-outbound-send"
     ]
-    assert changed_stacks.affected(["docs/reviewers.md"]) == []
+    assert changed_stacks.affected(["docs/exchange.md"]) == []
     assert changed_stacks.affected(["components/client_secret.py"]) == [
         p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
     ]

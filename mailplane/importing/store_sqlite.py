@@ -1,0 +1,766 @@
+"""The SQLite import store: the embedded default, for workers on one machine.
+
+Standard-library ``sqlite3`` in WAL mode (readers never block the writer), ``synchronous=NORMAL`` (a committed
+transaction survives a process crash; only an OS crash can lose the last commits, which the mailbox side then
+re-imports because the message is still unread), and a busy timeout so several worker processes can share the file.
+Every write is one ``BEGIN IMMEDIATE`` transaction. Calls run on one thread per store object, so the event loop never
+blocks on the disk.
+
+Times are stored as UNIX seconds (REAL); JSON columns hold mappings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from mailplane.exceptions import StoreError
+from mailplane.importing.store import (
+    ConversationRecord,
+    DestinationInput,
+    DocumentRecord,
+    FollowerRecord,
+    ImportedMessage,
+    ImportOutcome,
+    Lease,
+    MessageRecord,
+    MessageState,
+    ThreadKeys,
+)
+
+__all__ = ["SCHEMA", "SqliteImportStore"]
+
+_T = TypeVar("_T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    mailbox     TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delta_links (
+    mailbox     TEXT NOT NULL,
+    folder      TEXT NOT NULL,
+    link        TEXT NOT NULL,
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (mailbox, folder)
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination            TEXT NOT NULL,
+    subject                TEXT NOT NULL,
+    parent_type            TEXT NOT NULL,
+    parent_fields          TEXT NOT NULL,
+    graph_conversation_id  TEXT,
+    created_at             REAL NOT NULL,
+    updated_at             REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS thread_keys (
+    destination      TEXT NOT NULL,
+    thread_key       TEXT NOT NULL,
+    conversation_id  INTEGER NOT NULL REFERENCES conversations(id),
+    PRIMARY KEY (destination, thread_key)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id      INTEGER NOT NULL REFERENCES conversations(id),
+    destination          TEXT NOT NULL,
+    mailbox              TEXT NOT NULL,
+    immutable_id         TEXT NOT NULL,
+    internet_message_id  TEXT NOT NULL,
+    subject              TEXT NOT NULL,
+    received_at          REAL NOT NULL,
+    attributes           TEXT NOT NULL,
+    UNIQUE (destination, internet_message_id)
+);
+CREATE INDEX IF NOT EXISTS messages_by_internet_id ON messages(internet_message_id);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id);
+CREATE TABLE IF NOT EXISTS followers (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id  INTEGER NOT NULL REFERENCES conversations(id),
+    address          TEXT NOT NULL,
+    name             TEXT,
+    participation    TEXT NOT NULL,
+    parent_type      TEXT,
+    parent_id        TEXT,
+    UNIQUE (conversation_id, address)
+);
+CREATE TABLE IF NOT EXISTS message_followers (
+    message_id   INTEGER NOT NULL REFERENCES messages(id),
+    follower_id  INTEGER NOT NULL REFERENCES followers(id),
+    header       TEXT NOT NULL,
+    PRIMARY KEY (message_id, follower_id, header)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id       INTEGER NOT NULL REFERENCES messages(id),
+    conversation_id  INTEGER NOT NULL REFERENCES conversations(id),
+    kind             TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    content_type     TEXT,
+    size             INTEGER NOT NULL,
+    sha256           TEXT,
+    content_ref      TEXT,
+    content_id       TEXT,
+    skipped          INTEGER NOT NULL,
+    skip_reason      TEXT
+);
+CREATE INDEX IF NOT EXISTS documents_by_message ON documents(message_id);
+CREATE TABLE IF NOT EXISTS message_states (
+    mailbox              TEXT NOT NULL,
+    immutable_id         TEXT NOT NULL,
+    internet_message_id  TEXT,
+    state                TEXT NOT NULL CHECK (state IN ('stored', 'read', 'failed', 'moved')),
+    reason               TEXT,
+    attempts             INTEGER NOT NULL DEFAULT 0,
+    in_failure_folder    INTEGER NOT NULL DEFAULT 0,
+    received_at          REAL,
+    updated_at           REAL NOT NULL,
+    PRIMARY KEY (mailbox, immutable_id)
+);
+CREATE INDEX IF NOT EXISTS message_states_by_state ON message_states(mailbox, state, received_at);
+"""
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _to_seconds(value: dt.datetime) -> float:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the import store takes timezone-aware times")
+    return value.timestamp()
+
+
+def _from_seconds(value: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, sort_keys=True)
+
+
+class SqliteImportStore:
+    """:class:`~mailplane.importing.store.ImportStore` on a SQLite file (see the module docstring).
+
+    ``path`` is the database file (its folder is created). ``clock`` returns the current UTC time (tests pass a fake
+    one to expire leases without waiting). ``busy_timeout`` is how long a write waits for another process's write.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        busy_timeout: dt.timedelta = dt.timedelta(seconds=30),
+    ) -> None:
+        """Nothing is opened until :meth:`open`."""
+        self._path = Path(path)
+        self._clock = clock or _utc_now
+        self._busy_timeout = busy_timeout
+        self._connection: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def __repr__(self) -> str:
+        """The class and the file."""
+        return f"SqliteImportStore({str(self._path)!r})"
+
+    # --- plumbing ----------------------------------------------------------------------------------------------
+
+    async def _run(self, function: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None or self._connection is None:
+            raise StoreError(f"using the import store {self._path}: it is not open. Call 'await store.open()' first.")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(function, self._connection, *args))
+
+    @contextmanager
+    def _write(self, connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"writing to the import store {self._path}: {exc}. Check that the file is writable and not locked "
+                "by a stuck process."
+            ) from exc
+        try:
+            yield connection
+        except BaseException:
+            connection.rollback()
+            raise
+        else:
+            connection.commit()
+
+    def _now(self) -> float:
+        return _to_seconds(self._clock())
+
+    async def open(self) -> None:
+        """Open the file (creating it and its folder) and create the schema if missing."""
+        if self._connection is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailplane-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            self._connection = await loop.run_in_executor(self._executor, self._connect)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout.total_seconds(),
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout.total_seconds() * 1000)}")
+            # One script, one transaction: workers opening the same new file at once create the schema once.
+            connection.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"opening the import store {self._path}: {exc}. Check the path in store.path and its permissions."
+            ) from exc
+        return connection
+
+    async def close(self) -> None:
+        """Close the connection and its thread."""
+        connection, executor = self._connection, self._executor
+        self._connection = None
+        self._executor = None
+        if executor is not None and connection is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, connection.close)
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> Self:
+        """Open."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close."""
+        await self.close()
+
+    # --- leases ------------------------------------------------------------------------------------------------
+
+    async def acquire_lease(self, mailbox: str, holder: str, ttl: dt.timedelta) -> Lease | None:
+        """See :meth:`ImportStore.acquire_lease`."""
+        return await self._run(self._acquire_lease, mailbox.lower(), holder, ttl, False)  # noqa: FBT003
+
+    async def renew_lease(self, mailbox: str, holder: str, ttl: dt.timedelta) -> Lease | None:
+        """See :meth:`ImportStore.renew_lease`."""
+        return await self._run(self._acquire_lease, mailbox.lower(), holder, ttl, True)  # noqa: FBT003
+
+    def _acquire_lease(
+        self, connection: sqlite3.Connection, mailbox: str, holder: str, ttl: dt.timedelta, renew_only: bool
+    ) -> Lease | None:
+        now = self._now()
+        expires = now + ttl.total_seconds()
+        with self._write(connection):
+            row = connection.execute("SELECT holder, expires_at FROM leases WHERE mailbox = ?", (mailbox,)).fetchone()
+            if row is None:
+                if renew_only:
+                    return None
+                connection.execute(
+                    "INSERT INTO leases (mailbox, holder, expires_at) VALUES (?, ?, ?)", (mailbox, holder, expires)
+                )
+            elif row["holder"] == holder or (not renew_only and row["expires_at"] <= now):
+                connection.execute(
+                    "UPDATE leases SET holder = ?, expires_at = ? WHERE mailbox = ?", (holder, expires, mailbox)
+                )
+            else:
+                return None
+        return Lease(mailbox, holder, _from_seconds(expires))
+
+    async def release_lease(self, mailbox: str, holder: str) -> None:
+        """See :meth:`ImportStore.release_lease`."""
+        await self._run(self._release_lease, mailbox.lower(), holder)
+
+    def _release_lease(self, connection: sqlite3.Connection, mailbox: str, holder: str) -> None:
+        with self._write(connection):
+            connection.execute("DELETE FROM leases WHERE mailbox = ? AND holder = ?", (mailbox, holder))
+
+    async def get_lease(self, mailbox: str) -> Lease | None:
+        """See :meth:`ImportStore.get_lease`."""
+        return await self._run(self._get_lease, mailbox.lower())
+
+    def _get_lease(self, connection: sqlite3.Connection, mailbox: str) -> Lease | None:
+        row = connection.execute("SELECT holder, expires_at FROM leases WHERE mailbox = ?", (mailbox,)).fetchone()
+        if row is None or row["expires_at"] <= self._now():
+            return None
+        return Lease(mailbox, row["holder"], _from_seconds(row["expires_at"]))
+
+    # --- delta links -------------------------------------------------------------------------------------------
+
+    async def get_delta_link(self, mailbox: str, folder: str) -> str | None:
+        """See :meth:`ImportStore.get_delta_link`."""
+        return await self._run(self._get_delta_link, mailbox.lower(), folder.lower())
+
+    def _get_delta_link(self, connection: sqlite3.Connection, mailbox: str, folder: str) -> str | None:
+        row = connection.execute(
+            "SELECT link FROM delta_links WHERE mailbox = ? AND folder = ?", (mailbox, folder)
+        ).fetchone()
+        return None if row is None else str(row["link"])
+
+    async def set_delta_link(self, mailbox: str, folder: str, link: str | None) -> None:
+        """See :meth:`ImportStore.set_delta_link`."""
+        await self._run(self._set_delta_link, mailbox.lower(), folder.lower(), link)
+
+    def _set_delta_link(self, connection: sqlite3.Connection, mailbox: str, folder: str, link: str | None) -> None:
+        with self._write(connection):
+            if link is None:
+                connection.execute("DELETE FROM delta_links WHERE mailbox = ? AND folder = ?", (mailbox, folder))
+            else:
+                connection.execute(
+                    "INSERT INTO delta_links (mailbox, folder, link, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (mailbox, folder) DO UPDATE SET link = excluded.link, "
+                    "updated_at = excluded.updated_at",
+                    (mailbox, folder, link, self._now()),
+                )
+
+    # --- importing ---------------------------------------------------------------------------------------------
+
+    async def record_import(self, message: ImportedMessage) -> ImportOutcome:
+        """See :meth:`ImportStore.record_import`."""
+        if not message.destinations:
+            raise ValueError(f"message {message.immutable_id} has no destination")
+        return await self._run(self._record_import, message)
+
+    def _record_import(self, connection: sqlite3.Connection, message: ImportedMessage) -> ImportOutcome:
+        mailbox = message.mailbox.lower()
+        now = self._now()
+        with self._write(connection):
+            existing = self._state_row(connection, mailbox, message.immutable_id)
+            if existing is not None and existing.state in ("stored", "read"):
+                return ImportOutcome(existing, (), duplicate=True)
+            written: list[tuple[str, int, bool]] = []
+            held_anywhere = message.exclusive and (
+                connection.execute(
+                    "SELECT 1 FROM messages WHERE internet_message_id = ? LIMIT 1", (message.internet_message_id,)
+                ).fetchone()
+                is not None
+            )
+            if not held_anywhere:
+                for destination in message.destinations:
+                    result = self._write_destination(connection, message, destination, now)
+                    if result is not None:
+                        written.append(result)
+            in_failure_folder = bool(existing.in_failure_folder) if existing is not None else False
+            connection.execute(
+                "INSERT INTO message_states (mailbox, immutable_id, internet_message_id, state, reason, attempts, "
+                "in_failure_folder, received_at, updated_at) VALUES (?, ?, ?, 'stored', NULL, ?, ?, ?, ?) "
+                "ON CONFLICT (mailbox, immutable_id) DO UPDATE SET state = 'stored', "
+                "internet_message_id = excluded.internet_message_id, updated_at = excluded.updated_at",
+                (
+                    mailbox,
+                    message.immutable_id,
+                    message.internet_message_id,
+                    existing.attempts if existing is not None else 0,
+                    int(in_failure_folder),
+                    _to_seconds(message.received_at),
+                    now,
+                ),
+            )
+            state = self._state_row(connection, mailbox, message.immutable_id)
+        if state is None:  # pragma: no cover - written just above in the same transaction
+            raise StoreError(f"recording message {message.immutable_id}: the state row vanished")
+        return ImportOutcome(state, tuple(written), duplicate=not written)
+
+    def _write_destination(
+        self, connection: sqlite3.Connection, message: ImportedMessage, destination: DestinationInput, now: float
+    ) -> tuple[str, int, bool] | None:
+        address = destination.address.lower()
+        if connection.execute(
+            "SELECT 1 FROM messages WHERE destination = ? AND internet_message_id = ?",
+            (address, message.internet_message_id),
+        ).fetchone():
+            return None
+        mailbox = message.mailbox.lower()
+        conversation_id = self._find_conversation(connection, address, mailbox, message.thread)
+        created = conversation_id is None
+        if conversation_id is None:
+            cursor = connection.execute(
+                "INSERT INTO conversations (destination, subject, parent_type, parent_fields, graph_conversation_id, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    address,
+                    message.subject,
+                    destination.parent_type,
+                    _dumps(dict(destination.parent_fields)),
+                    message.thread.graph_conversation_id,
+                    now,
+                    now,
+                ),
+            )
+            conversation_id = int(cursor.lastrowid or 0)
+        else:
+            row = connection.execute(
+                "SELECT parent_fields FROM conversations WHERE id = ?", (conversation_id,)
+            ).fetchone()
+            fields = json.loads(row["parent_fields"])
+            for name, value in destination.parent_fields.items():
+                if fields.get(name) is None and value is not None:
+                    fields[name] = value
+            connection.execute(
+                "UPDATE conversations SET parent_fields = ?, updated_at = ? WHERE id = ?",
+                (_dumps(fields), now, conversation_id),
+            )
+        keys = [f"msgid:{message.internet_message_id}"]
+        if message.thread.graph_conversation_id:
+            keys.append(f"graph:{mailbox}:{message.thread.graph_conversation_id}")
+        connection.executemany(
+            "INSERT OR IGNORE INTO thread_keys (destination, thread_key, conversation_id) VALUES (?, ?, ?)",
+            [(address, key, conversation_id) for key in keys],
+        )
+        cursor = connection.execute(
+            "INSERT INTO messages (conversation_id, destination, mailbox, immutable_id, internet_message_id, subject, "
+            "received_at, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                address,
+                mailbox,
+                message.immutable_id,
+                message.internet_message_id,
+                message.subject,
+                _to_seconds(message.received_at),
+                _dumps(dict(message.attributes)),
+            ),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        for follower in message.followers:
+            follower_address = follower.address.lower()
+            connection.execute(
+                "INSERT OR IGNORE INTO followers (conversation_id, address, name, participation, parent_type, "
+                "parent_id) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    follower_address,
+                    follower.name,
+                    follower.participation,
+                    follower.parent_type,
+                    follower.parent_id,
+                ),
+            )
+            follower_id = connection.execute(
+                "SELECT id FROM followers WHERE conversation_id = ? AND address = ?",
+                (conversation_id, follower_address),
+            ).fetchone()["id"]
+            connection.executemany(
+                "INSERT OR IGNORE INTO message_followers (message_id, follower_id, header) VALUES (?, ?, ?)",
+                [(message_id, follower_id, header) for header in follower.headers],
+            )
+        connection.executemany(
+            "INSERT INTO documents (message_id, conversation_id, kind, name, content_type, size, sha256, content_ref, "
+            "content_id, skipped, skip_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    message_id,
+                    conversation_id,
+                    document.kind,
+                    document.name,
+                    document.content_type,
+                    document.size,
+                    document.sha256,
+                    document.content_ref,
+                    document.content_id,
+                    int(document.skipped),
+                    document.skip_reason,
+                )
+                for document in message.documents
+            ],
+        )
+        return (address, conversation_id, created)
+
+    @staticmethod
+    def _find_conversation(
+        connection: sqlite3.Connection, destination: str, mailbox: str, thread: ThreadKeys
+    ) -> int | None:
+        candidates: list[str] = []
+        if thread.graph_conversation_id:
+            candidates.append(f"graph:{mailbox}:{thread.graph_conversation_id}")
+        candidates.extend(f"msgid:{ref}" for ref in thread.in_reply_to)
+        candidates.extend(f"msgid:{ref}" for ref in reversed(thread.references))
+        for key in candidates:
+            row = connection.execute(
+                "SELECT conversation_id FROM thread_keys WHERE destination = ? AND thread_key = ?", (destination, key)
+            ).fetchone()
+            if row is not None:
+                return int(row["conversation_id"])
+        return None
+
+    @staticmethod
+    def _state_from_row(row: sqlite3.Row) -> MessageState:
+        return MessageState(
+            mailbox=row["mailbox"],
+            immutable_id=row["immutable_id"],
+            internet_message_id=row["internet_message_id"],
+            state=row["state"],
+            received_at=None if row["received_at"] is None else _from_seconds(row["received_at"]),
+            updated_at=_from_seconds(row["updated_at"]),
+            reason=row["reason"],
+            attempts=int(row["attempts"]),
+            in_failure_folder=bool(row["in_failure_folder"]),
+        )
+
+    def _state_row(self, connection: sqlite3.Connection, mailbox: str, immutable_id: str) -> MessageState | None:
+        row = connection.execute(
+            "SELECT * FROM message_states WHERE mailbox = ? AND immutable_id = ?", (mailbox, immutable_id)
+        ).fetchone()
+        return None if row is None else self._state_from_row(row)
+
+    async def get_message_state(self, mailbox: str, immutable_id: str) -> MessageState | None:
+        """See :meth:`ImportStore.get_message_state`."""
+        return await self._run(self._state_row, mailbox.lower(), immutable_id)
+
+    async def get_message_states(self, mailbox: str, immutable_ids: Sequence[str]) -> dict[str, MessageState]:
+        """See :meth:`ImportStore.get_message_states`."""
+        return await self._run(self._states, mailbox.lower(), list(immutable_ids))
+
+    def _states(self, connection: sqlite3.Connection, mailbox: str, ids: list[str]) -> dict[str, MessageState]:
+        found: dict[str, MessageState] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in connection.execute(
+                f"SELECT * FROM message_states WHERE mailbox = ? AND immutable_id IN ({marks})",  # noqa: S608 - only ? marks
+                (mailbox, *chunk),
+            ):
+                state = self._state_from_row(row)
+                found[state.immutable_id] = state
+        return found
+
+    async def mark_read(self, mailbox: str, immutable_ids: Sequence[str]) -> None:
+        """See :meth:`ImportStore.mark_read`."""
+        await self._run(self._mark_read, mailbox.lower(), list(immutable_ids))
+
+    def _mark_read(self, connection: sqlite3.Connection, mailbox: str, ids: list[str]) -> None:
+        now = self._now()
+        with self._write(connection):
+            connection.executemany(
+                "UPDATE message_states SET state = 'read', updated_at = ? "
+                "WHERE mailbox = ? AND immutable_id = ? AND state = 'stored'",
+                [(now, mailbox, immutable_id) for immutable_id in ids],
+            )
+
+    async def record_failure(
+        self,
+        mailbox: str,
+        immutable_id: str,
+        *,
+        reason: str,
+        internet_message_id: str | None = None,
+        received_at: dt.datetime | None = None,
+    ) -> MessageState:
+        """See :meth:`ImportStore.record_failure`."""
+        received = None if received_at is None else _to_seconds(received_at)
+        return await self._run(
+            self._record_failure, mailbox.lower(), immutable_id, reason, internet_message_id, received
+        )
+
+    def _record_failure(  # noqa: PLR0917 - called through _run, which passes arguments positionally
+        self,
+        connection: sqlite3.Connection,
+        mailbox: str,
+        immutable_id: str,
+        reason: str,
+        internet_message_id: str | None,
+        received_at: float | None,
+    ) -> MessageState:
+        now = self._now()
+        with self._write(connection):
+            existing = self._state_row(connection, mailbox, immutable_id)
+            if existing is not None and existing.state in ("stored", "read"):
+                return existing
+            connection.execute(
+                "INSERT INTO message_states (mailbox, immutable_id, internet_message_id, state, reason, attempts, "
+                "in_failure_folder, received_at, updated_at) VALUES (?, ?, ?, 'failed', ?, 1, 0, ?, ?) "
+                "ON CONFLICT (mailbox, immutable_id) DO UPDATE SET state = 'failed', reason = excluded.reason, "
+                "attempts = message_states.attempts + 1, updated_at = excluded.updated_at, "
+                "internet_message_id = COALESCE(excluded.internet_message_id, message_states.internet_message_id), "
+                "received_at = COALESCE(excluded.received_at, message_states.received_at)",
+                (mailbox, immutable_id, internet_message_id, reason, received_at, now),
+            )
+            state = self._state_row(connection, mailbox, immutable_id)
+        if state is None:  # pragma: no cover - written just above
+            raise StoreError(f"recording the failure of message {immutable_id}: the state row vanished")
+        return state
+
+    async def mark_moved(self, mailbox: str, immutable_id: str, *, in_failure_folder: bool) -> MessageState | None:
+        """See :meth:`ImportStore.mark_moved`."""
+        return await self._run(self._mark_moved, mailbox.lower(), immutable_id, in_failure_folder)
+
+    def _mark_moved(
+        self, connection: sqlite3.Connection, mailbox: str, immutable_id: str, in_failure_folder: bool
+    ) -> MessageState | None:
+        now = self._now()
+        with self._write(connection):
+            if in_failure_folder:
+                connection.execute(
+                    "UPDATE message_states SET state = CASE WHEN state = 'failed' THEN 'moved' ELSE state END, "
+                    "in_failure_folder = 1, updated_at = ? WHERE mailbox = ? AND immutable_id = ?",
+                    (now, mailbox, immutable_id),
+                )
+            else:
+                connection.execute(
+                    "UPDATE message_states SET in_failure_folder = 0, updated_at = ? "
+                    "WHERE mailbox = ? AND immutable_id = ?",
+                    (now, mailbox, immutable_id),
+                )
+            return self._state_row(connection, mailbox, immutable_id)
+
+    async def pending_mailbox_actions(self, mailbox: str) -> list[MessageState]:
+        """See :meth:`ImportStore.pending_mailbox_actions`."""
+        return await self._run(self._pending, mailbox.lower())
+
+    def _pending(self, connection: sqlite3.Connection, mailbox: str) -> list[MessageState]:
+        rows = connection.execute(
+            "SELECT * FROM message_states WHERE mailbox = ? AND (state IN ('stored', 'failed') "
+            "OR (state = 'read' AND in_failure_folder = 1)) ORDER BY received_at, immutable_id",
+            (mailbox,),
+        )
+        return [self._state_from_row(row) for row in rows]
+
+    async def failures_to_retry(self, mailbox: str, received_after: dt.datetime) -> list[MessageState]:
+        """See :meth:`ImportStore.failures_to_retry`."""
+        return await self._run(self._failures, mailbox.lower(), _to_seconds(received_after))
+
+    def _failures(self, connection: sqlite3.Connection, mailbox: str, after: float) -> list[MessageState]:
+        rows = connection.execute(
+            "SELECT * FROM message_states WHERE mailbox = ? AND state = 'moved' AND received_at > ? "
+            "ORDER BY received_at, immutable_id",
+            (mailbox, after),
+        )
+        return [self._state_from_row(row) for row in rows]
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    async def list_conversations(self, destination: str | None = None) -> list[ConversationRecord]:
+        """See :meth:`ImportStore.list_conversations`."""
+        return await self._run(self._conversations, None if destination is None else destination.lower())
+
+    def _conversations(self, connection: sqlite3.Connection, destination: str | None) -> list[ConversationRecord]:
+        where, args = ("WHERE destination = ?", (destination,)) if destination is not None else ("", ())
+        conversations = connection.execute(f"SELECT * FROM conversations {where} ORDER BY id", args).fetchall()  # noqa: S608
+        result = []
+        for conversation in conversations:
+            conversation_id = conversation["id"]
+            documents: dict[int, list[DocumentRecord]] = {}
+            for row in connection.execute(
+                "SELECT * FROM documents WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+            ):
+                documents.setdefault(row["message_id"], []).append(
+                    DocumentRecord(
+                        id=row["id"],
+                        message_id=row["message_id"],
+                        conversation_id=conversation_id,
+                        kind=row["kind"],
+                        name=row["name"],
+                        content_type=row["content_type"],
+                        size=row["size"],
+                        sha256=row["sha256"],
+                        content_ref=row["content_ref"],
+                        content_id=row["content_id"],
+                        skipped=bool(row["skipped"]),
+                        skip_reason=row["skip_reason"],
+                    )
+                )
+            message_followers: dict[int, list[tuple[int, str]]] = {}
+            for row in connection.execute(
+                "SELECT mf.message_id, mf.follower_id, mf.header FROM message_followers mf "
+                "JOIN messages m ON m.id = mf.message_id WHERE m.conversation_id = ? "
+                "ORDER BY mf.message_id, mf.follower_id, mf.header",
+                (conversation_id,),
+            ):
+                message_followers.setdefault(row["message_id"], []).append((row["follower_id"], row["header"]))
+            messages = tuple(
+                MessageRecord(
+                    id=row["id"],
+                    conversation_id=conversation_id,
+                    destination=row["destination"],
+                    mailbox=row["mailbox"],
+                    immutable_id=row["immutable_id"],
+                    internet_message_id=row["internet_message_id"],
+                    subject=row["subject"],
+                    received_at=_from_seconds(row["received_at"]),
+                    attributes=json.loads(row["attributes"]),
+                    followers=tuple(message_followers.get(row["id"], ())),
+                    documents=tuple(documents.get(row["id"], ())),
+                )
+                for row in connection.execute(
+                    "SELECT * FROM messages WHERE conversation_id = ? ORDER BY received_at, id", (conversation_id,)
+                )
+            )
+            followers = tuple(
+                FollowerRecord(
+                    id=row["id"],
+                    conversation_id=conversation_id,
+                    address=row["address"],
+                    name=row["name"],
+                    participation=row["participation"],
+                    parent_type=row["parent_type"],
+                    parent_id=row["parent_id"],
+                )
+                for row in connection.execute(
+                    "SELECT * FROM followers WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+                )
+            )
+            result.append(
+                ConversationRecord(
+                    id=conversation_id,
+                    destination=conversation["destination"],
+                    subject=conversation["subject"],
+                    parent_type=conversation["parent_type"],
+                    parent_fields=json.loads(conversation["parent_fields"]),
+                    graph_conversation_id=conversation["graph_conversation_id"],
+                    created_at=_from_seconds(conversation["created_at"]),
+                    updated_at=_from_seconds(conversation["updated_at"]),
+                    messages=messages,
+                    followers=followers,
+                )
+            )
+        return result
+
+    async def list_message_states(self, mailbox: str | None = None) -> list[MessageState]:
+        """See :meth:`ImportStore.list_message_states`."""
+        return await self._run(self._all_states, None if mailbox is None else mailbox.lower())
+
+    def _all_states(self, connection: sqlite3.Connection, mailbox: str | None) -> list[MessageState]:
+        where, args = ("WHERE mailbox = ?", (mailbox,)) if mailbox is not None else ("", ())
+        rows = connection.execute(
+            f"SELECT * FROM message_states {where} ORDER BY mailbox, received_at, immutable_id",  # noqa: S608
+            args,
+        )
+        return [self._state_from_row(row) for row in rows]
+
+    async def count_messages(self) -> int:
+        """See :meth:`ImportStore.count_messages`."""
+        return await self._run(self._count_messages)
+
+    @staticmethod
+    def _count_messages(connection: sqlite3.Connection) -> int:
+        return int(connection.execute("SELECT COUNT(*) FROM messages").fetchone()[0])

@@ -1,0 +1,44 @@
+"""Fixtures for the importer tests: an import store per backend, a controllable clock.
+
+Every backend in ``STORE_BACKENDS`` runs the whole store contract (``test_store_contract.py``). A backend is a
+function ``(request, tmp_path, clock) -> unopened store``; add one entry per backend (it may skip when its server
+is unavailable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from importing_harness import FakeClock
+
+from mailplane.importing.store import ImportStore
+from mailplane.importing.store_sqlite import SqliteImportStore
+
+
+def _sqlite_store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> ImportStore:
+    del request
+    return SqliteImportStore(tmp_path / "import.sqlite3", clock=clock)
+
+
+StoreBackend = Callable[[pytest.FixtureRequest, Path, FakeClock], ImportStore]
+STORE_BACKENDS: dict[str, StoreBackend] = {"sqlite": _sqlite_store}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=sorted(STORE_BACKENDS))
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Callable[[], ImportStore]:
+    """Makes unopened stores on the same database (several "workers" of one backend)."""
+    backend = STORE_BACKENDS[request.param]
+    return lambda: backend(request, tmp_path, clock)
+
+
+@pytest.fixture
+def store(store_factory: Callable[[], ImportStore]) -> ImportStore:
+    """An unopened store; use it inside ``importing_harness.with_store``."""
+    return store_factory()
