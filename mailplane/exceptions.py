@@ -15,7 +15,9 @@ Every error a person can see says what was being done, on which object, why it f
     │   ├── ExchangeNotFoundError   the object does not exist
     │   ├── ExchangeConflictError   an object with that identity exists and differs
     │   └── ExchangeAccessDeniedError  401/403; the reason from x-ms-diagnostics
-    └── StoreError                  the send/import store cannot be opened or written
+    ├── StoreError                  the send/import store cannot be opened or written
+    └── SendError                   a message cannot be sent as asked; .key is its idempotency key
+        └── IdempotencyConflictError  the key was already used for a different message
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ __all__ = [
     "ExchangeError",
     "ExchangeNotFoundError",
     "GraphError",
+    "IdempotencyConflictError",
     "IntegrationConfigError",
     "MailboxNotEnabledError",
     "MailplaneError",
+    "SendError",
     "StoreError",
     "TenantConfigError",
     "ThrottledError",
@@ -170,3 +174,16 @@ class ExchangeAccessDeniedError(ExchangeError):
 
 class StoreError(MailplaneError):
     """The send/import store cannot be opened or written."""
+
+
+class SendError(MailplaneError):
+    """A message cannot be sent as asked (no sending mailbox, a refused message, an unsupported store)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        """``key`` is the idempotency key of the send concerned, when there is one."""
+        super().__init__(message)
+        self.key = key
+
+
+class IdempotencyConflictError(SendError):
+    """An idempotency key was used again for a message with different content."""
