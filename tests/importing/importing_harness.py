@@ -115,8 +115,7 @@ def integration_config(tmp_path, **overrides: Any) -> dict[str, Any]:
         },
         "store": {"backend": "sqlite", "path": str(tmp_path / "import.sqlite3")},
     }
-    for key, value in overrides.items():
-        config[key] = value
+    config.update(overrides)
     return config
 
 
