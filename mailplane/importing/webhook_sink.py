@@ -77,6 +77,7 @@ _SIGNATURE_VERSION = "v1"
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_RETRY_AFTER = dt.timedelta(hours=1)
 _CLAIM_LEASE = dt.timedelta(minutes=2)
+_REQUEUE = "'mailplane serve --config FILE --requeue-failed-deliveries'"
 
 # --- signing -----------------------------------------------------------------------------------------------------
 
@@ -338,9 +339,9 @@ class WebhookSinkDeliverer:
             )
             return "pending"
         if retryable:
-            advice = "The attempts ran out; check the endpoint, then 'mailplane sink retry' re-queues it"
+            advice = f"The attempts ran out; check the endpoint, then {_REQUEUE} re-queues it"
         else:
-            advice = "The endpoint refused it; fix the endpoint or the config, then 'mailplane sink retry' re-queues it"
+            advice = f"The endpoint refused it; fix the endpoint or the config, then {_REQUEUE} re-queues it"
         error = f"{where}: {cause} (attempt {attempt}). {advice}"
         _log.error("%s", error)
         await self._outbox.finish_sink_delivery(delivery.id, self._holder, delivered=False, error=error)
