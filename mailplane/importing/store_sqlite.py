@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     parent_type            TEXT NOT NULL,
     parent_fields          TEXT NOT NULL,
     graph_conversation_id  TEXT,
+    first_received_at      REAL NOT NULL,
     created_at             REAL NOT NULL,
     updated_at             REAL NOT NULL
 );
@@ -430,13 +431,14 @@ class SqliteImportStore:
         if conversation_id is None:
             cursor = connection.execute(
                 "INSERT INTO conversations (destination, subject, parent_type, parent_fields, graph_conversation_id, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "first_received_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     address,
                     message.subject,
                     destination.parent_type,
                     _dumps(dict(destination.parent_fields)),
                     message.thread.graph_conversation_id,
+                    _to_seconds(message.received_at),
                     now,
                     now,
                 ),
@@ -444,15 +446,24 @@ class SqliteImportStore:
             conversation_id = int(cursor.lastrowid or 0)
         else:
             row = connection.execute(
-                "SELECT parent_fields FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT subject, parent_fields, first_received_at FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
             fields = json.loads(row["parent_fields"])
+            received = _to_seconds(message.received_at)
+            earlier = received < row["first_received_at"]
             for name, value in destination.parent_fields.items():
-                if fields.get(name) is None and value is not None:
+                if value is not None and (earlier or fields.get(name) is None):
                     fields[name] = value
             connection.execute(
-                "UPDATE conversations SET parent_fields = ?, updated_at = ? WHERE id = ?",
-                (_dumps(fields), now, conversation_id),
+                "UPDATE conversations SET parent_fields = ?, subject = ?, first_received_at = ?, updated_at = ? "
+                "WHERE id = ?",
+                (
+                    _dumps(fields),
+                    message.subject if earlier else row["subject"],
+                    min(received, row["first_received_at"]),
+                    now,
+                    conversation_id,
+                ),
             )
         keys = [f"msgid:{message.internet_message_id}"]
         if message.thread.graph_conversation_id:

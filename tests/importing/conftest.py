@@ -59,3 +59,26 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClo
 def store(store_factory: Callable[[], ImportStore]) -> ImportStore:
     """An unopened store; use it inside ``importing_harness.with_store``."""
     return store_factory()
+
+
+@pytest.fixture
+def tenant():
+    """The dev tenant with the two shared mailboxes of ``importing_harness.integration_config``."""
+    from importing_harness import BILLING, SUPPORT
+
+    from mailplane.devtenant.app import DevTenant
+
+    with DevTenant(with_exchange=False) as running:
+        running.state.add_mailbox(SUPPORT, kind="shared", display_name="Fabrikam Support")
+        running.state.add_mailbox(BILLING, kind="shared", display_name="Fabrikam Billing")
+        yield running
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Build a typed config from ``integration_config`` with overrides."""
+    from importing_harness import integration_config
+
+    from mailplane.integration import load_integration_config
+
+    return lambda **overrides: load_integration_config(integration_config(tmp_path, **overrides))
