@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     parent_type            text NOT NULL,
     parent_fields          jsonb NOT NULL,
     graph_conversation_id  text,
+    first_received_at      timestamptz NOT NULL,
     created_at             timestamptz NOT NULL,
     updated_at             timestamptz NOT NULL
 );
@@ -513,13 +514,15 @@ class PostgresImportStore:
             row = await (
                 await connection.execute(
                     "INSERT INTO conversations (destination, subject, parent_type, parent_fields, "
-                    "graph_conversation_id, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    "graph_conversation_id, first_received_at, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                     (
                         address,
                         message.subject,
                         destination.parent_type,
                         Jsonb(dict(destination.parent_fields), dumps=_dumps),
                         message.thread.graph_conversation_id,
+                        _aware(message.received_at),
                         now,
                         now,
                     ),
@@ -529,16 +532,29 @@ class PostgresImportStore:
         else:
             row = await (
                 await connection.execute(
-                    "SELECT parent_fields FROM conversations WHERE id = %s FOR UPDATE", (conversation_id,)
+                    "SELECT subject, parent_fields, first_received_at FROM conversations WHERE id = %s FOR UPDATE",
+                    (conversation_id,),
                 )
             ).fetchone()
-            fields = dict(row["parent_fields"]) if row is not None else {}
+            if row is None:  # pragma: no cover - thread keys only point at existing conversations
+                raise StoreError(f"recording message {message.immutable_id}: conversation {conversation_id} vanished")
+            fields = dict(row["parent_fields"])
+            received = _aware(message.received_at)
+            # A reply imported before the message it answers: the earliest message gives the parent fields.
+            earlier = received < row["first_received_at"]
             for name, value in destination.parent_fields.items():
-                if fields.get(name) is None and value is not None:
+                if value is not None and (earlier or fields.get(name) is None):
                     fields[name] = value
             await connection.execute(
-                "UPDATE conversations SET parent_fields = %s, updated_at = %s WHERE id = %s",
-                (Jsonb(fields, dumps=_dumps), now, conversation_id),
+                "UPDATE conversations SET parent_fields = %s, subject = %s, first_received_at = %s, updated_at = %s "
+                "WHERE id = %s",
+                (
+                    Jsonb(fields, dumps=_dumps),
+                    message.subject if earlier else row["subject"],
+                    min(received, row["first_received_at"]),
+                    now,
+                    conversation_id,
+                ),
             )
         keys = [f"msgid:{message.internet_message_id}"]
         if message.thread.graph_conversation_id:
