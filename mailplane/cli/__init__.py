@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "mailplane.cli.doctor:doctor",
     "import": "mailplane.cli.import_mail:import_command",
     "plan": "mailplane.cli.plan:plan",
+    "serve": "mailplane.cli.serve:serve",
     "validate": "mailplane.cli.validate:validate",
 }
 
