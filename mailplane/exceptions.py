@@ -16,8 +16,9 @@ Every error a person can see says what was being done, on which object, why it f
     │   ├── ExchangeConflictError   an object with that identity exists and differs
     │   └── ExchangeAccessDeniedError  401/403; the reason from x-ms-diagnostics
     ├── StoreError                  the send/import store cannot be opened or written
-    └── SendError                   a message cannot be sent as asked; .key is its idempotency key
-        └── IdempotencyConflictError  the key was already used for a different message
+    ├── SendError                   a message cannot be sent as asked; .key is its idempotency key
+    │   └── IdempotencyConflictError  the key was already used for a different message
+    └── SinkError                   the webhook sink cannot start (e.g. its secret is not set)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "MailboxNotEnabledError",
     "MailplaneError",
     "SendError",
+    "SinkError",
     "StoreError",
     "TenantConfigError",
     "ThrottledError",
@@ -187,3 +189,7 @@ class SendError(MailplaneError):
 
 class IdempotencyConflictError(SendError):
     """An idempotency key was used again for a message with different content."""
+
+
+class SinkError(MailplaneError):
+    """The webhook sink cannot deliver at all (its secret is missing); failed deliveries are recorded, not raised."""

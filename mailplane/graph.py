@@ -334,6 +334,15 @@ class GraphClient:
         return self._base_url
 
     @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The httpx client behind the SDK (its middleware included), for streaming downloads the SDK would buffer.
+
+        Send only requests built by the SDK's request adapter (``convert_to_native_async``), so they carry the
+        token, and never log their headers.
+        """
+        return self._http_client
+
+    @property
     def limiter(self) -> MailboxConcurrencyLimiter:
         """The per-mailbox concurrency limiter every request goes through."""
         return self._limiter

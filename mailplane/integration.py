@@ -41,6 +41,7 @@ __all__ = [
     "RECORD_ATTRIBUTES",
     "SCHEMA",
     "ApplicationSettings",
+    "ChangeNotifications",
     "ConversationMapping",
     "DefaultSource",
     "DesignatedMailbox",
@@ -307,6 +308,28 @@ class WebhookSink:
 
 
 @dataclass(frozen=True)
+class ChangeNotifications:
+    """Graph change notifications for ``mailplane serve``: where Graph reaches it and the clientState secret's variable.
+
+    ``public_url`` has no trailing slash; Graph posts to :attr:`notification_url` and :attr:`lifecycle_url`.
+    """
+
+    public_url: str
+    client_state_env: str = "MAILPLANE_CLIENT_STATE"
+    subscription_minutes: int = 4230
+
+    @property
+    def notification_url(self) -> str:
+        """Where Graph posts change notifications."""
+        return f"{self.public_url}/notifications"
+
+    @property
+    def lifecycle_url(self) -> str:
+        """Where Graph posts lifecycle notifications (reauthorizationRequired, subscriptionRemoved, missed)."""
+        return f"{self.public_url}/lifecycle"
+
+
+@dataclass(frozen=True)
 class IntegrationConfig:
     """A validated integration config. Build it with :func:`load_integration_config`."""
 
@@ -322,6 +345,7 @@ class IntegrationConfig:
     store: StoreSettings
     webhook_sink: WebhookSink | None
     graph_base_url: str = DEFAULT_GRAPH_BASE_URL
+    change_notifications: ChangeNotifications | None = None
     source: str = "<config>"
 
     def account(self, address: str) -> SharedAccount:
@@ -708,6 +732,14 @@ class _Checker:
             problem = _url_problem(sink["url"], "the webhook URL")
             if problem:
                 self.add(("webhookSink", "url"), problem, sink["url"])
+        notifications = self.doc.get("changeNotifications")
+        if notifications is not None:
+            public_url = notifications["publicUrl"]
+            problem = _url_problem(public_url, "the public notification URL")
+            if problem is None and (urlsplit(public_url).query or urlsplit(public_url).fragment):
+                problem = "the public notification URL must not have a query or fragment"
+            if problem:
+                self.add(("changeNotifications", "publicUrl"), problem, public_url)
         base_url = self.doc.get("graph", {}).get("baseUrl")
         if base_url is not None:
             problem = _url_problem(base_url, "the Graph base URL")
@@ -862,6 +894,16 @@ def _build(doc: dict[str, Any], source: str, base_dir: Path) -> IntegrationConfi
         if sink_raw
         else None
     )
+    notifications_raw = doc.get("changeNotifications")
+    notifications = (
+        ChangeNotifications(
+            public_url=notifications_raw["publicUrl"].rstrip("/"),
+            client_state_env=notifications_raw.get("clientStateEnv", "MAILPLANE_CLIENT_STATE"),
+            subscription_minutes=notifications_raw.get("subscriptionMinutes", 4230),
+        )
+        if notifications_raw
+        else None
+    )
     return IntegrationConfig(
         designated=designated,
         accounts=tuple(accounts),
@@ -880,6 +922,7 @@ def _build(doc: dict[str, Any], source: str, base_dir: Path) -> IntegrationConfi
         webhook_sink=sink,
         # No trailing slash: the SDK appends "/users/..." itself (graph-mail.md §4, the '//' trap).
         graph_base_url=doc.get("graph", {}).get("baseUrl", DEFAULT_GRAPH_BASE_URL).rstrip("/"),
+        change_notifications=notifications,
         source=source,
     )
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "mailplane.cli.demo:demo",
     "devtenant": "mailplane.cli.devtenant:devtenant",
     "doctor": "mailplane.cli.doctor:doctor",
+    "import": "mailplane.cli.import_mail:import_command",
     "plan": "mailplane.cli.plan:plan",
     "validate": "mailplane.cli.validate:validate",
 }

@@ -31,6 +31,7 @@ __all__ = [
     "ConversationRecord",
     "DestinationInput",
     "DocumentInput",
+    "DocumentKind",
     "DocumentRecord",
     "FollowerInput",
     "FollowerRecord",
@@ -71,8 +72,10 @@ class ThreadKeys:
 class DestinationInput:
     """One account a message is imported into, and the conversation parent fields this message would give it.
 
-    ``parent_fields`` are used in full when the message starts a conversation; when it joins one, they only fill
-    fields that are still empty (``None``), so a ticket keeps the title its first message gave it.
+    ``parent_fields`` are used in full when the message starts a conversation. When it joins one, they only fill
+    fields that are still empty (``None``), unless the message was received before every message already in the
+    conversation: then its non-empty fields (and subject) win. So a ticket carries what its earliest message gives
+    it, whatever order the messages are imported in (delta serves the newest first).
     """
 
     address: str

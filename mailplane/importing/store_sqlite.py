@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from mailplane.exceptions import StoreError
+from mailplane.importing.serving_state import SinkDelivery, SinkDeliveryStatus, SubscriptionRecord, idempotency_key
 from mailplane.importing.store import (
     ConversationRecord,
     DestinationInput,
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     parent_type            TEXT NOT NULL,
     parent_fields          TEXT NOT NULL,
     graph_conversation_id  TEXT,
+    first_received_at      REAL NOT NULL,
     created_at             REAL NOT NULL,
     updated_at             REAL NOT NULL
 );
@@ -127,6 +129,29 @@ CREATE TABLE IF NOT EXISTS message_states (
     PRIMARY KEY (mailbox, immutable_id)
 );
 CREATE INDEX IF NOT EXISTS message_states_by_state ON message_states(mailbox, state, received_at);
+CREATE TABLE IF NOT EXISTS sink_deliveries (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id       INTEGER NOT NULL UNIQUE REFERENCES messages(id),
+    conversation_id  INTEGER NOT NULL REFERENCES conversations(id),
+    idempotency_key  TEXT NOT NULL UNIQUE,
+    status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL NOT NULL,
+    claimed_by       TEXT,
+    claimed_until    REAL,
+    last_error       TEXT,
+    created_at       REAL NOT NULL,
+    delivered_at     REAL
+);
+CREATE INDEX IF NOT EXISTS sink_deliveries_due ON sink_deliveries(status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    mailbox           TEXT PRIMARY KEY,
+    subscription_id   TEXT NOT NULL UNIQUE,
+    resource          TEXT NOT NULL,
+    notification_url  TEXT NOT NULL,
+    expires_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL
+);
 """
 
 
@@ -406,13 +431,14 @@ class SqliteImportStore:
         if conversation_id is None:
             cursor = connection.execute(
                 "INSERT INTO conversations (destination, subject, parent_type, parent_fields, graph_conversation_id, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "first_received_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     address,
                     message.subject,
                     destination.parent_type,
                     _dumps(dict(destination.parent_fields)),
                     message.thread.graph_conversation_id,
+                    _to_seconds(message.received_at),
                     now,
                     now,
                 ),
@@ -420,15 +446,24 @@ class SqliteImportStore:
             conversation_id = int(cursor.lastrowid or 0)
         else:
             row = connection.execute(
-                "SELECT parent_fields FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT subject, parent_fields, first_received_at FROM conversations WHERE id = ?", (conversation_id,)
             ).fetchone()
             fields = json.loads(row["parent_fields"])
+            received = _to_seconds(message.received_at)
+            earlier = received < row["first_received_at"]
             for name, value in destination.parent_fields.items():
-                if fields.get(name) is None and value is not None:
+                if value is not None and (earlier or fields.get(name) is None):
                     fields[name] = value
             connection.execute(
-                "UPDATE conversations SET parent_fields = ?, updated_at = ? WHERE id = ?",
-                (_dumps(fields), now, conversation_id),
+                "UPDATE conversations SET parent_fields = ?, subject = ?, first_received_at = ?, updated_at = ? "
+                "WHERE id = ?",
+                (
+                    _dumps(fields),
+                    message.subject if earlier else row["subject"],
+                    min(received, row["first_received_at"]),
+                    now,
+                    conversation_id,
+                ),
             )
         keys = [f"msgid:{message.internet_message_id}"]
         if message.thread.graph_conversation_id:
@@ -663,8 +698,13 @@ class SqliteImportStore:
         """See :meth:`ImportStore.list_conversations`."""
         return await self._run(self._conversations, None if destination is None else destination.lower())
 
-    def _conversations(self, connection: sqlite3.Connection, destination: str | None) -> list[ConversationRecord]:
+    def _conversations(
+        self, connection: sqlite3.Connection, destination: str | None, conversation_id: int | None = None
+    ) -> list[ConversationRecord]:
+        args: tuple[object, ...]
         where, args = ("WHERE destination = ?", (destination,)) if destination is not None else ("", ())
+        if conversation_id is not None:
+            where, args = "WHERE id = ?", (conversation_id,)
         conversations = connection.execute(f"SELECT * FROM conversations {where} ORDER BY id", args).fetchall()  # noqa: S608
         result = []
         for conversation in conversations:
@@ -764,3 +804,210 @@ class SqliteImportStore:
     @staticmethod
     def _count_messages(connection: sqlite3.Connection) -> int:
         return int(connection.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+    # --- the webhook sink's outbox (mailplane.importing.webhook_sink.SinkOutbox) -------------------------------
+
+    async def get_conversation(self, conversation_id: int) -> ConversationRecord | None:
+        """One conversation with its messages, followers and documents, or ``None``."""
+        found = await self._run(self._conversations, None, conversation_id)
+        return found[0] if found else None
+
+    async def enqueue_sink_deliveries(self, *, limit: int = 1000) -> int:
+        """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.enqueue_sink_deliveries`."""
+        return await self._run(self._enqueue_sink_deliveries, limit)
+
+    def _enqueue_sink_deliveries(self, connection: sqlite3.Connection, limit: int) -> int:
+        with self._write(connection):
+            rows = connection.execute(
+                "SELECT m.id, m.conversation_id, m.destination, m.internet_message_id FROM messages m "
+                "WHERE NOT EXISTS (SELECT 1 FROM sink_deliveries d WHERE d.message_id = m.id) ORDER BY m.id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            now = self._now()
+            for row in rows:
+                connection.execute(
+                    "INSERT OR IGNORE INTO sink_deliveries (message_id, conversation_id, idempotency_key, status, "
+                    "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+                    (
+                        row["id"],
+                        row["conversation_id"],
+                        idempotency_key(row["destination"], row["internet_message_id"]),
+                        now,
+                        now,
+                    ),
+                )
+        return len(rows)
+
+    async def claim_sink_deliveries(self, holder: str, *, limit: int, lease: dt.timedelta) -> list[SinkDelivery]:
+        """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.claim_sink_deliveries`."""
+        return await self._run(self._claim_sink_deliveries, holder, limit, lease)
+
+    def _claim_sink_deliveries(
+        self, connection: sqlite3.Connection, holder: str, limit: int, lease: dt.timedelta
+    ) -> list[SinkDelivery]:
+        now = self._now()
+        with self._write(connection):  # BEGIN IMMEDIATE: one writer at a time, so no two holders claim a row
+            ids = [
+                row["id"]
+                for row in connection.execute(
+                    "SELECT id FROM sink_deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+                    "AND (claimed_until IS NULL OR claimed_until <= ?) ORDER BY id LIMIT ?",
+                    (now, now, limit),
+                )
+            ]
+            connection.executemany(
+                "UPDATE sink_deliveries SET claimed_by = ?, claimed_until = ? WHERE id = ?",
+                [(holder, now + lease.total_seconds(), delivery_id) for delivery_id in ids],
+            )
+            return [self._delivery(connection, delivery_id) for delivery_id in ids]
+
+    @staticmethod
+    def _delivery(connection: sqlite3.Connection, delivery_id: int) -> SinkDelivery:
+        row = connection.execute("SELECT * FROM sink_deliveries WHERE id = ?", (delivery_id,)).fetchone()
+        return SinkDelivery(
+            id=int(row["id"]),
+            message_id=int(row["message_id"]),
+            conversation_id=int(row["conversation_id"]),
+            idempotency_key=row["idempotency_key"],
+            status=row["status"],
+            attempts=int(row["attempts"]),
+            next_attempt_at=_from_seconds(row["next_attempt_at"]),
+            created_at=_from_seconds(row["created_at"]),
+            last_error=row["last_error"],
+            delivered_at=None if row["delivered_at"] is None else _from_seconds(row["delivered_at"]),
+        )
+
+    async def finish_sink_delivery(
+        self,
+        delivery_id: int,
+        holder: str,
+        *,
+        delivered: bool,
+        error: str | None = None,
+        retry_at: dt.datetime | None = None,
+    ) -> SinkDelivery | None:
+        """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.finish_sink_delivery`."""
+        status = "delivered" if delivered else ("pending" if retry_at is not None else "failed")
+        retry = None if retry_at is None else _to_seconds(retry_at)
+        return await self._run(self._finish_sink_delivery, delivery_id, holder, status, error, retry)
+
+    def _finish_sink_delivery(  # noqa: PLR0917 - one argument per column, called through _run
+        self,
+        connection: sqlite3.Connection,
+        delivery_id: int,
+        holder: str,
+        status: str,
+        error: str | None,
+        retry_at: float | None,
+    ) -> SinkDelivery | None:
+        now = self._now()
+        with self._write(connection):
+            cursor = connection.execute(
+                "UPDATE sink_deliveries SET status = ?, attempts = attempts + 1, claimed_by = NULL, "
+                "claimed_until = NULL, last_error = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
+                "delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END "
+                "WHERE id = ? AND claimed_by = ?",
+                (status, error, retry_at, status, now, delivery_id, holder),
+            )
+            if cursor.rowcount == 0:
+                return None
+            return self._delivery(connection, delivery_id)
+
+    async def retry_failed_sink_deliveries(self) -> int:
+        """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.retry_failed_sink_deliveries`."""
+        return await self._run(self._retry_failed_sink_deliveries)
+
+    def _retry_failed_sink_deliveries(self, connection: sqlite3.Connection) -> int:
+        with self._write(connection):
+            cursor = connection.execute(
+                "UPDATE sink_deliveries SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                "WHERE status = 'failed'",
+                (self._now(),),
+            )
+            return cursor.rowcount
+
+    async def list_sink_deliveries(self, status: SinkDeliveryStatus | None = None) -> list[SinkDelivery]:
+        """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.list_sink_deliveries`."""
+        return await self._run(self._list_sink_deliveries, status)
+
+    def _list_sink_deliveries(self, connection: sqlite3.Connection, status: str | None) -> list[SinkDelivery]:
+        if status is None:
+            ids = connection.execute("SELECT id FROM sink_deliveries ORDER BY id").fetchall()
+        else:
+            ids = connection.execute(
+                "SELECT id FROM sink_deliveries WHERE status = ? ORDER BY id", (status,)
+            ).fetchall()
+        return [self._delivery(connection, row["id"]) for row in ids]
+
+    # --- change notification subscriptions (mailplane.importing.subscriptions.SubscriptionStore) -----------------
+
+    async def save_subscription(self, record: SubscriptionRecord) -> None:
+        """See :meth:`mailplane.importing.subscriptions.SubscriptionStore.save_subscription`."""
+        await self._run(self._save_subscription, record)
+
+    def _save_subscription(self, connection: sqlite3.Connection, record: SubscriptionRecord) -> None:
+        with self._write(connection):
+            connection.execute(
+                "DELETE FROM subscriptions WHERE subscription_id = ? AND mailbox <> ?",
+                (record.subscription_id, record.mailbox.lower()),
+            )
+            connection.execute(
+                "INSERT INTO subscriptions (mailbox, subscription_id, resource, notification_url, expires_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (mailbox) DO UPDATE SET "
+                "subscription_id = excluded.subscription_id, resource = excluded.resource, "
+                "notification_url = excluded.notification_url, expires_at = excluded.expires_at, "
+                "updated_at = excluded.updated_at",
+                (
+                    record.mailbox.lower(),
+                    record.subscription_id,
+                    record.resource,
+                    record.notification_url,
+                    _to_seconds(record.expires_at),
+                    self._now(),
+                ),
+            )
+
+    @staticmethod
+    def _subscription(row: sqlite3.Row | None) -> SubscriptionRecord | None:
+        if row is None:
+            return None
+        return SubscriptionRecord(
+            mailbox=row["mailbox"],
+            subscription_id=row["subscription_id"],
+            resource=row["resource"],
+            notification_url=row["notification_url"],
+            expires_at=_from_seconds(row["expires_at"]),
+            updated_at=_from_seconds(row["updated_at"]),
+        )
+
+    async def get_subscription(self, mailbox: str) -> SubscriptionRecord | None:
+        """See :meth:`mailplane.importing.subscriptions.SubscriptionStore.get_subscription`."""
+        return await self._run(self._get_subscription, "mailbox", mailbox.lower())
+
+    async def find_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        """See :meth:`mailplane.importing.subscriptions.SubscriptionStore.find_subscription`."""
+        return await self._run(self._get_subscription, "subscription_id", subscription_id)
+
+    def _get_subscription(self, connection: sqlite3.Connection, column: str, value: str) -> SubscriptionRecord | None:
+        if column not in ("mailbox", "subscription_id"):
+            raise ValueError(column)
+        row = connection.execute(f"SELECT * FROM subscriptions WHERE {column} = ?", (value,)).fetchone()  # noqa: S608 - fixed column
+        return self._subscription(row)
+
+    async def list_subscriptions(self) -> list[SubscriptionRecord]:
+        """See :meth:`mailplane.importing.subscriptions.SubscriptionStore.list_subscriptions`."""
+        return await self._run(self._list_subscriptions)
+
+    def _list_subscriptions(self, connection: sqlite3.Connection) -> list[SubscriptionRecord]:
+        rows = connection.execute("SELECT * FROM subscriptions ORDER BY mailbox").fetchall()
+        return [record for record in map(self._subscription, rows) if record is not None]
+
+    async def delete_subscription(self, mailbox: str, subscription_id: str) -> None:
+        """See :meth:`mailplane.importing.subscriptions.SubscriptionStore.delete_subscription`."""
+        await self._run(self._delete_subscription, mailbox.lower(), subscription_id)
+
+    def _delete_subscription(self, connection: sqlite3.Connection, mailbox: str, subscription_id: str) -> None:
+        with self._write(connection):
+            connection.execute(
+                "DELETE FROM subscriptions WHERE mailbox = ? AND subscription_id = ?", (mailbox, subscription_id)
+            )

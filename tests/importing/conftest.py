@@ -22,8 +22,25 @@ def _sqlite_store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClo
     return SqliteImportStore(tmp_path / "import.sqlite3", clock=clock)
 
 
+def _postgres_store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> ImportStore:
+    """A store in the test's own schema of the loopback server (skips with the reason when there is none)."""
+    del tmp_path
+    from postgres_harness import drop_schema, fresh_schema, postgres_dsn
+
+    from mailplane.importing.store_postgres import PostgresImportStore
+
+    dsn = postgres_dsn()
+    node = request.node
+    schema = getattr(node, "mailplane_postgres_schema", None)
+    if schema is None:
+        schema = fresh_schema()
+        node.mailplane_postgres_schema = schema
+        request.addfinalizer(lambda: drop_schema(dsn, schema))
+    return PostgresImportStore(dsn, clock=clock, schema=schema)
+
+
 StoreBackend = Callable[[pytest.FixtureRequest, Path, FakeClock], ImportStore]
-STORE_BACKENDS: dict[str, StoreBackend] = {"sqlite": _sqlite_store}
+STORE_BACKENDS: dict[str, StoreBackend] = {"sqlite": _sqlite_store, "postgres": _postgres_store}
 
 
 @pytest.fixture
@@ -42,3 +59,26 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClo
 def store(store_factory: Callable[[], ImportStore]) -> ImportStore:
     """An unopened store; use it inside ``importing_harness.with_store``."""
     return store_factory()
+
+
+@pytest.fixture
+def tenant():
+    """The dev tenant with the two shared mailboxes of ``importing_harness.integration_config``."""
+    from importing_harness import BILLING, SUPPORT
+
+    from mailplane.devtenant.app import DevTenant
+
+    with DevTenant(with_exchange=False) as running:
+        running.state.add_mailbox(SUPPORT, kind="shared", display_name="Fabrikam Support")
+        running.state.add_mailbox(BILLING, kind="shared", display_name="Fabrikam Billing")
+        yield running
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Build a typed config from ``integration_config`` with overrides."""
+    from importing_harness import integration_config
+
+    from mailplane.integration import load_integration_config
+
+    return lambda **overrides: load_integration_config(integration_config(tmp_path, **overrides))

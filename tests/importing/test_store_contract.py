@@ -440,3 +440,20 @@ def test_open_import_store__postgres_without_its_variable__error_names_the_varia
 
     with pytest.raises(StoreError, match="MAILPLANE_TEST_DSN is not set"):
         open_import_store(StoreSettings("postgres", dsn_env="MAILPLANE_TEST_DSN"), environ={})
+
+
+def test_threading__reply_imported_before_the_message_it_answers__earliest_message_gives_the_parent_fields(store):
+    async def scenario(s):
+        await s.record_import(
+            message("imm-2", "<m2@x>", thread=ThreadKeys("C"), subject="RE: A", fields={"title": "RE: A"}, minutes=5)
+        )
+        await s.record_import(message("imm-1", "<m1@x>", thread=ThreadKeys("C"), subject="A", fields={"title": "A"}))
+        await s.record_import(
+            message("imm-3", "<m3@x>", thread=ThreadKeys("C"), subject="RE: RE: A", fields={"title": None}, minutes=9)
+        )
+        return await s.list_conversations()
+
+    [conversation] = with_store(store, scenario)
+    assert conversation.parent_fields == {"title": "A"}
+    assert conversation.subject == "A"
+    assert [m.internet_message_id for m in conversation.messages] == ["<m1@x>", "<m2@x>", "<m3@x>"]

@@ -1,0 +1,183 @@
+"""``mailplane import``: import the configured shared mailboxes into the store, once, recovering, or watching."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from mailplane.importing.importer import ImportReport
+    from mailplane.integration import IntegrationConfig
+    from mailplane.mapping import RecordLookup
+
+__all__ = ["default_blob_dir", "import_command", "render_report"]
+
+
+def render_report(kind: str, report: ImportReport) -> str:
+    """One line per mailbox: what the run did."""
+    lines = []
+    for m in report.mailboxes:
+        if m.leased_elsewhere:
+            lines.append(f"{kind} {m.mailbox}: another worker holds the mailbox; skipped")
+            continue
+        parts = [
+            f"{m.imported} imported",
+            f"{m.duplicates} already there",
+            f"{m.marked_read} marked read",
+            f"{m.failed} failed",
+            f"{m.moved_to_failure_folder} moved to the failure folder",
+        ]
+        if m.retried:
+            parts.append(f"{m.retried} retried")
+        if m.skipped_attachments:
+            parts.append(f"{m.skipped_attachments} attachments skipped (size limit)")
+        if m.resynced:
+            parts.append("full resync")
+        if m.used_unread_listing:
+            parts.append("unread listing (delta unavailable)")
+        lines.append(f"{kind} {m.mailbox}: " + ", ".join(parts))
+        lines.extend(f"  error: {error}" for error in m.errors)
+    return "\n".join(lines)
+
+
+def _credential(base_url: str) -> Any:
+    from urllib.parse import urlsplit
+
+    from mailplane.graph import StaticTokenCredential, credential_from_environment
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    has_azure = any(os.environ.get(name) for name in ("AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"))
+    if host in ("127.0.0.1", "::1", "localhost") and not has_azure:
+        # The dev tenant accepts any bearer token (or the one given to it with --token).
+        return StaticTokenCredential(os.environ.get("MAILPLANE_DEV_TOKEN", "dev-tenant-token"))
+    return credential_from_environment()
+
+
+def default_blob_dir(config: IntegrationConfig) -> Path:
+    """Next to the SQLite file (``<file>.blobs``), or ``mailplane-blobs`` in the current folder."""
+    path = config.store.sqlite_path
+    return path.with_name(path.name + ".blobs") if path is not None else Path("mailplane-blobs").resolve()
+
+
+async def _run(
+    config: IntegrationConfig,
+    *,
+    mode: str,
+    graph_url: str | None,
+    records: RecordLookup | None,
+    mailboxes: tuple[str, ...],
+    blob_dir: Path,
+    poll_seconds: float,
+    max_unread_age_days: float,
+) -> int:
+    from mailplane.graph import GraphClient
+    from mailplane.importing import open_import_store
+    from mailplane.importing.blobs import FileBlobStore
+    from mailplane.importing.importer import Importer, ImportReport
+
+    base_url = graph_url or config.graph_base_url
+    store = open_import_store(config.store)
+    selected = mailboxes or None
+    credential = _credential(base_url)
+    failures = 0
+    async with GraphClient(credential, base_url=base_url) as graph, store:
+        importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records)
+
+        def show(kind: str, report: ImportReport) -> None:
+            nonlocal failures
+            failures += sum(len(m.errors) for m in report.mailboxes)
+            click.echo(render_report(kind, report))
+
+        if mode == "once":
+            show("import", await importer.import_once(selected))
+        elif mode == "resync":
+            reports = [await importer.resync(m) for m in selected or [a.address for a in config.accounts if a.enabled]]
+            show("resync", ImportReport(reports))
+        elif mode == "recover":
+            show("recovery", await importer.recover(selected, max_unread_age=dt.timedelta(days=max_unread_age_days)))
+        else:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await importer.watch(poll_interval=dt.timedelta(seconds=poll_seconds), stop=stop, on_report=show)
+    return 1 if failures else 0
+
+
+@click.command("import")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The integration config (JSON).",
+)
+@click.option("--once", "mode", flag_value="once", default=True, help="Sync every mailbox once and exit (default).")
+@click.option("--watch", "mode", flag_value="watch", help="Keep syncing; run recovery on the config's schedule.")
+@click.option("--recover", "mode", flag_value="recover", help="Run recovery once and exit.")
+@click.option("--resync", "mode", flag_value="resync", help="Forget the delta links and sync from scratch, once.")
+@click.option("--graph-url", help="Graph base URL (default: the config's graph.baseUrl; the dev tenant's for tests).")
+@click.option(
+    "--records",
+    "records_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help='JSON file with the product\'s records for lookups and followers: {"person": [{"id": ..., ...}]}.',
+)
+@click.option("--mailbox", "mailboxes", multiple=True, help="Only this shared mailbox (repeatable).")
+@click.option(
+    "--blob-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where attachment bytes are stored (default: next to the SQLite store, '<file>.blobs').",
+)
+@click.option("--poll-seconds", default=60.0, show_default=True, help="With --watch: seconds between syncs.")
+@click.option(
+    "--max-age-days", "max_unread_age_days", default=7.0, show_default=True, help="Recovery: oldest unread mail."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log each failure and retry.")
+def import_command(  # noqa: PLR0917 - click passes every option
+    config_path: Path,
+    mode: str,
+    graph_url: str | None,
+    records_path: Path | None,
+    mailboxes: tuple[str, ...],
+    blob_dir: Path | None,
+    poll_seconds: float,
+    max_unread_age_days: float,
+    verbose: bool,
+) -> None:
+    """Import mail from the config's shared mailboxes into conversations, exactly once.
+
+    New messages are found with delta, written to the store with their followers and documents, then marked read;
+    messages that cannot be imported are moved to the failure folder with the reason recorded. Exit code 1 when a
+    mailbox reported an error.
+    """
+    from mailplane.exceptions import MailplaneError
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(message)s")
+    from mailplane.importing.routing import InMemoryRecords
+    from mailplane.integration import load_integration_config
+
+    try:
+        config = load_integration_config(config_path)
+        code = asyncio.run(
+            _run(
+                config,
+                mode=mode,
+                graph_url=graph_url,
+                records=InMemoryRecords.from_file(records_path) if records_path else None,
+                mailboxes=mailboxes,
+                blob_dir=blob_dir or default_blob_dir(config),
+                poll_seconds=poll_seconds,
+                max_unread_age_days=max_unread_age_days,
+            )
+        )
+    except (MailplaneError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    raise SystemExit(code)

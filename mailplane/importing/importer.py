@@ -1,0 +1,550 @@
+"""The importer: shared mailboxes in, conversations out, exactly once.
+
+For each enabled shared account, one worker at a time (a lease in the store) runs a *sync*:
+
+1. finish what a previous run left half done (:meth:`ImportStore.pending_mailbox_actions`): mark read what is stored,
+   move to the failure folder what failed, move back what a retry imported;
+2. read the folder's changes with delta from the saved delta link (from scratch on the first run or when the link is
+   no longer valid; the unread listing when delta is unavailable);
+3. for each unread message without a state row: read its facts, choose destinations, fill the conversation parent
+   fields, match followers, stream attachments and inline images within the size limit (record skips), and write it
+   all with one :meth:`ImportStore.record_import` transaction; then mark it read (``$batch``, 20 per request). A
+   message that cannot be imported gets a ``failed`` row with the reason and is moved to the failure folder;
+4. save the new delta link.
+
+Nothing is marked read before it is in the store, and nothing is written twice: a crash anywhere leaves either an
+unread message without a row (found again by delta or recovery) or a row that says what is left to do.
+
+Recovery (:meth:`Importer.recover`, on the config's cron schedule) lists unread messages older than the grace period
+and younger than the maximum age, and retries messages in the failure folder younger than the maximum failed age.
+:meth:`Importer.resync` forgets the delta link and syncs from scratch (for the notification receiver's ``missed`` and
+``subscriptionRemoved`` lifecycle events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mailplane.exceptions import GraphError, StoreError
+from mailplane.importing.mailbox_graph import BATCH_LIMIT, MailboxGraph, MessagePage, SyncStateLostError
+from mailplane.importing.message_facts import MessageFacts, message_facts
+from mailplane.importing.routing import InMemoryRecords, choose_destinations, destination_inputs, match_followers
+from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, MessageState
+
+if TYPE_CHECKING:
+    from msgraph.generated.models.message import Message
+
+    from mailplane.graph import GraphClient
+    from mailplane.importing.blobs import FileBlobStore
+    from mailplane.importing.store import ImportStore
+    from mailplane.integration import IntegrationConfig, SharedAccount
+    from mailplane.mapping import RecordLookup
+
+__all__ = ["ImportReport", "Importer", "MailboxReport", "new_holder_id"]
+
+logger = logging.getLogger("mailplane.importing")
+
+_MARK_READ_ATTEMPTS = 3
+
+
+def new_holder_id() -> str:
+    """A worker id for leases: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class MailboxReport:
+    """What one sync or recovery run did for one mailbox."""
+
+    mailbox: str
+    imported: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    moved_to_failure_folder: int = 0
+    marked_read: int = 0
+    retried: int = 0
+    skipped_attachments: int = 0
+    resynced: bool = False
+    used_unread_listing: bool = False
+    leased_elsewhere: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    """Per-mailbox reports of one run."""
+
+    mailboxes: list[MailboxReport] = field(default_factory=list)
+
+    @property
+    def imported(self) -> int:
+        """Messages imported in this run."""
+        return sum(m.imported for m in self.mailboxes)
+
+    @property
+    def failed(self) -> int:
+        """Messages that failed in this run."""
+        return sum(m.failed for m in self.mailboxes)
+
+
+class LeaseLostError(StoreError):
+    """Another worker took the mailbox (this worker's lease expired): stop working on it."""
+
+
+class _MailboxRun:
+    """One worker's pass over one mailbox (state shared between its steps)."""
+
+    def __init__(self, importer: Importer, account: SharedAccount, report: MailboxReport) -> None:
+        self.importer = importer
+        self.account = account
+        self.mailbox = account.address.lower()
+        self.report = report
+        self.graph = MailboxGraph(importer.graph, self.mailbox, page_size=importer.page_size)
+        self.store = importer.store
+        self._failure_folder_id: str | None = None
+        self._to_mark: list[tuple[str, int]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._move_back: set[str] = set()
+        self._gate = asyncio.Semaphore(importer.messages_in_parallel)
+
+    # --- mailbox-side actions ----------------------------------------------------------------------------------
+
+    async def failure_folder_id(self) -> str:
+        if self._failure_folder_id is None:
+            self._failure_folder_id = await self.graph.ensure_folder(self.account.failure_folder)
+        return self._failure_folder_id
+
+    def queue_mark_read(self, immutable_id: str, *, move_back: bool = False) -> None:
+        if move_back:
+            self._move_back.add(immutable_id)
+        self._to_mark.append((immutable_id, 0))
+        if len(self._to_mark) >= BATCH_LIMIT:
+            self._start_flush()
+
+    def _start_flush(self) -> None:
+        batch, self._to_mark = self._to_mark[:BATCH_LIMIT], self._to_mark[BATCH_LIMIT:]
+        if batch:
+            task = asyncio.create_task(self._flush(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[str, int]]) -> None:
+        ids = [immutable_id for immutable_id, _ in batch]
+        try:
+            result = await self.graph.mark_read(ids)
+        except GraphError as error:
+            # Left 'stored': the next run's pending actions mark them read.
+            self.report.errors.append(str(error))
+            logger.warning("%s", error)
+            return
+        finished = [*result.done, *result.gone]
+        if finished:
+            await self.store.mark_read(self.mailbox, finished)
+            self.report.marked_read += len(result.done)
+        attempts = dict(batch)
+        for immutable_id in finished:
+            if immutable_id in self._move_back:
+                await self._move_back_to_folder(immutable_id)
+        for immutable_id in result.failed:
+            if attempts[immutable_id] + 1 < _MARK_READ_ATTEMPTS:
+                self._to_mark.append((immutable_id, attempts[immutable_id] + 1))
+
+    async def drain(self) -> None:
+        """Mark read everything queued, retrying items a batch could not do."""
+        while self._to_mark or self._flushes:
+            while self._to_mark:
+                self._start_flush()
+            if self._flushes:
+                await asyncio.gather(*list(self._flushes))
+
+    async def _move_back_to_folder(self, immutable_id: str) -> None:
+        try:
+            await self.graph.move(immutable_id, self.account.folder)
+        except GraphError as error:
+            self.report.errors.append(str(error))
+            return
+        await self.store.mark_moved(self.mailbox, immutable_id, in_failure_folder=False)
+
+    async def move_to_failure_folder(self, immutable_id: str) -> None:
+        try:
+            await self.graph.move(immutable_id, await self.failure_folder_id())
+        except GraphError as error:
+            # Left 'failed': the next run's pending actions move it.
+            self.report.errors.append(str(error))
+            logger.warning("%s", error)
+            return
+        await self.store.mark_moved(self.mailbox, immutable_id, in_failure_folder=True)
+        self.report.moved_to_failure_folder += 1
+
+    async def finish_pending(self) -> None:
+        for state in await self.store.pending_mailbox_actions(self.mailbox):
+            await self.finish(state)
+        await self.drain()
+
+    async def finish(self, state: MessageState) -> None:
+        if state.state == "stored":
+            self.queue_mark_read(state.immutable_id, move_back=state.in_failure_folder)
+        elif state.state == "failed":
+            await self.move_to_failure_folder(state.immutable_id)
+        elif state.state == "read" and state.in_failure_folder:
+            await self._move_back_to_folder(state.immutable_id)
+
+    # --- importing ---------------------------------------------------------------------------------------------
+
+    async def consume(
+        self, pages: AsyncIterator[MessagePage], *, accept: Callable[[Message], bool] | None = None
+    ) -> str | None:
+        """Import every page; the delta link of the last page (``None`` for listings)."""
+        delta_link = None
+        async for page in pages:
+            await self.importer.check_lease(self.mailbox)
+            await self.import_page([m for m in page.messages if accept is None or accept(m)])
+            delta_link = page.delta_link or delta_link
+        await self.drain()
+        return delta_link
+
+    async def import_page(self, messages: Sequence[Message]) -> None:
+        ids = [m.id for m in messages if m.id]
+        states = await self.store.get_message_states(self.mailbox, ids) if ids else {}
+        threads: dict[str, list[Message]] = {}
+        for message in messages:
+            if not message.id:
+                continue
+            state = states.get(message.id)
+            if state is not None:
+                await self.finish(state)  # already known: at most finish its mailbox side
+                continue
+            if message.is_read:
+                continue  # read by someone before it was imported: not in the import queue
+            threads.setdefault(message.conversation_id or message.id, []).append(message)
+        # Threads in parallel; within a thread oldest first (delta serves the newest first), so replies find the
+        # conversation their original started.
+        await asyncio.gather(*(self._import_thread(thread) for thread in threads.values()))
+
+    async def _import_thread(self, messages: list[Message]) -> None:
+        oldest_first = sorted(messages, key=lambda m: (m.received_date_time is None, m.received_date_time or 0))
+        for message in oldest_first:
+            await self.import_message(message)
+
+    async def import_message(self, message: Message, *, retry: bool = False) -> None:
+        immutable_id = message.id or ""
+        async with self._gate:
+            try:
+                facts = message_facts(message, mailbox=self.mailbox, mailbox_name=self.account.display_name)
+                imported = await self._build(facts)
+            except (StoreError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of one message must not stop the run
+                await self.fail(message, _reason(exc))
+                return
+            outcome = await self.store.record_import(imported)
+        if outcome.duplicate:
+            self.report.duplicates += 1
+        else:
+            self.report.imported += 1
+        if retry:
+            self.report.retried += 1
+        if outcome.state.state == "stored":
+            self.queue_mark_read(immutable_id, move_back=outcome.state.in_failure_folder)
+
+    async def _build(self, facts: MessageFacts) -> ImportedMessage:
+        config = self.importer.config
+        accounts, exclusive = choose_destinations(config, self.mailbox, facts)
+        destinations = destination_inputs(config, accounts, facts, self.importer.records)
+        followers = match_followers(config, accounts[0], facts, self.importer.records)
+        documents = await self._documents(facts) if facts.may_have_files else ()
+        skipped = [d.name for d in documents if d.skipped]
+        self.report.skipped_attachments += len(skipped)
+        attributes = {**facts.attributes, "skippedAttachments": skipped}
+        return ImportedMessage(
+            mailbox=self.mailbox,
+            immutable_id=facts.immutable_id,
+            internet_message_id=facts.internet_message_id,
+            received_at=facts.received_at,
+            destinations=destinations,
+            subject=facts.subject,
+            thread=facts.thread,
+            attributes=attributes,
+            followers=followers,
+            documents=documents,
+            exclusive=exclusive,
+        )
+
+    async def _documents(self, facts: MessageFacts) -> tuple[DocumentInput, ...]:
+        limit = self.importer.config.settings.attachment_size_limit_bytes
+        documents = []
+        for info in await self.graph.list_attachments(facts.immutable_id):
+            kind: DocumentKind = "embeddedFile" if info.is_inline else "document"
+            if not info.is_file:
+                documents.append(
+                    DocumentInput(
+                        kind,
+                        info.name,
+                        info.content_type,
+                        info.size,
+                        skipped=True,
+                        skip_reason="an attached item (message or event), not a file",
+                    )
+                )
+                continue
+            if info.size > limit:
+                documents.append(
+                    DocumentInput(
+                        kind,
+                        info.name,
+                        info.content_type,
+                        info.size,
+                        content_id=info.content_id,
+                        skipped=True,
+                        skip_reason=f"{info.size} bytes is over the attachment size limit of {limit} bytes",
+                    )
+                )
+                continue
+            # Graph's size counts the attachment item, a little more than the file; allow for it.
+            with self.importer.blobs.writer(max_bytes=max(info.size, 1) * 2 + 65536) as writer:
+                await self.graph.stream_attachment(facts.immutable_id, info.id, writer)
+                blob = writer.finish()
+            documents.append(
+                DocumentInput(kind, info.name, info.content_type, blob.size, blob.sha256, blob.ref, info.content_id)
+            )
+        return tuple(documents)
+
+    async def fail(self, message: Message, reason: str) -> None:
+        immutable_id = message.id or ""
+        logger.warning("importing message %s from %s failed: %s", immutable_id, self.mailbox, reason)
+        state = await self.store.record_failure(
+            self.mailbox,
+            immutable_id,
+            reason=reason,
+            internet_message_id=message.internet_message_id,
+            received_at=message.received_date_time,
+        )
+        if state.state in ("stored", "read"):
+            return
+        self.report.failed += 1
+        if state.in_failure_folder:
+            await self.store.mark_moved(self.mailbox, immutable_id, in_failure_folder=True)
+        else:
+            await self.move_to_failure_folder(immutable_id)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:2000]
+
+
+class Importer:
+    """Imports the configured shared mailboxes into ``store`` (see the module docstring).
+
+    ``graph`` is a :class:`~mailplane.graph.GraphClient`; ``blobs`` keeps attachment bytes; ``records`` answers
+    lookups and follower matching (default: no records). ``holder`` names this worker in leases (default: host, pid
+    and a random part). ``lease_ttl`` is how long a dead worker keeps a mailbox. ``page_size`` is the delta page size;
+    ``messages_in_parallel`` bounds per-mailbox message processing (Graph requests are separately limited to 4 per
+    mailbox by the client). ``clock`` returns the current UTC time.
+    """
+
+    def __init__(
+        self,
+        config: IntegrationConfig,
+        graph: GraphClient,
+        store: ImportStore,
+        *,
+        blobs: FileBlobStore,
+        records: RecordLookup | None = None,
+        holder: str | None = None,
+        lease_ttl: dt.timedelta = dt.timedelta(minutes=5),
+        page_size: int = 500,
+        messages_in_parallel: int = 16,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        """Nothing is sent or written until a sync runs."""
+        self.config = config
+        self.graph = graph
+        self.store = store
+        self.blobs = blobs
+        self.records: RecordLookup = records if records is not None else InMemoryRecords()
+        self.holder = holder or new_holder_id()
+        self.lease_ttl = lease_ttl
+        self.page_size = page_size
+        self.messages_in_parallel = messages_in_parallel
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._lease_checked: dict[str, float] = {}
+
+    def _accounts(self, mailboxes: Iterable[str] | None) -> list[SharedAccount]:
+        enabled = [a for a in self.config.accounts if a.enabled]
+        if mailboxes is None:
+            return enabled
+        wanted = {m.lower() for m in mailboxes}
+        unknown = wanted - {a.address.lower() for a in enabled}
+        if unknown:
+            raise ValueError(f"not an enabled shared account in {self.config.source}: {', '.join(sorted(unknown))}")
+        return [a for a in enabled if a.address.lower() in wanted]
+
+    async def check_lease(self, mailbox: str) -> None:
+        """Renew this worker's lease on ``mailbox`` (at most every third of the TTL). Raises LeaseLostError."""
+        loop = asyncio.get_running_loop()
+        last = self._lease_checked.get(mailbox, 0.0)
+        if loop.time() - last < self.lease_ttl.total_seconds() / 3:
+            return
+        if await self.store.renew_lease(mailbox, self.holder, self.lease_ttl) is None:
+            raise LeaseLostError(f"importing {mailbox}: another worker took the mailbox over (this lease expired)")
+        self._lease_checked[mailbox] = loop.time()
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, account: SharedAccount, report: MailboxReport) -> AsyncIterator[_MailboxRun | None]:
+        mailbox = account.address.lower()
+        lease = await self.store.acquire_lease(mailbox, self.holder, self.lease_ttl)
+        if lease is None:
+            report.leased_elsewhere = True
+            yield None
+            return
+        self._lease_checked[mailbox] = asyncio.get_running_loop().time()
+        try:
+            yield _MailboxRun(self, account, report)
+        finally:
+            with contextlib.suppress(StoreError):
+                await self.store.release_lease(mailbox, self.holder)
+
+    # --- public API --------------------------------------------------------------------------------------------
+
+    async def import_once(self, mailboxes: Iterable[str] | None = None) -> ImportReport:
+        """Sync every enabled shared account (or those named) once, mailboxes in parallel."""
+        accounts = self._accounts(mailboxes)
+        reports = await asyncio.gather(*(self._sync(a, resync=False) for a in accounts))
+        return ImportReport(list(reports))
+
+    async def sync_mailbox(self, mailbox: str) -> MailboxReport:
+        """Sync one mailbox from its saved delta link."""
+        [account] = self._accounts([mailbox])
+        return await self._sync(account, resync=False)
+
+    async def resync(self, mailbox: str) -> MailboxReport:
+        """Forget the mailbox's delta link and sync its folder from scratch (after ``missed``/``subscriptionRemoved``).
+
+        Everything already imported is recognised by its state row; only what was missed is imported.
+        """
+        [account] = self._accounts([mailbox])
+        return await self._sync(account, resync=True)
+
+    async def _sync(self, account: SharedAccount, *, resync: bool) -> MailboxReport:
+        report = MailboxReport(account.address.lower())
+        try:
+            async with self._leased(account, report) as run:
+                if run is None:
+                    return report
+                await self._sync_leased(run, account, report, resync=resync)
+        except (GraphError, LeaseLostError) as error:
+            report.errors.append(str(error))
+            logger.warning("%s", error)
+        return report
+
+    async def _sync_leased(
+        self, run: _MailboxRun, account: SharedAccount, report: MailboxReport, *, resync: bool
+    ) -> None:
+        mailbox = account.address.lower()
+        await run.finish_pending()
+        link = None if resync else await self.store.get_delta_link(mailbox, account.folder)
+        report.resynced = resync
+        try:
+            try:
+                new_link = await run.consume(run.graph.delta_pages(account.folder, link))
+            except SyncStateLostError as lost:
+                logger.info("%s", lost)
+                report.resynced = True
+                await self.store.set_delta_link(mailbox, account.folder, None)
+                new_link = await run.consume(run.graph.delta_pages(account.folder, None))
+        except GraphError as error:
+            if error.status not in (400, 501):
+                raise
+            logger.warning("%s; falling back to the unread listing", error)
+            report.used_unread_listing = True
+            await run.consume(run.graph.unread_pages(account.folder))
+            new_link = None
+        if new_link:
+            await self.store.set_delta_link(mailbox, account.folder, new_link)
+
+    async def recover(
+        self,
+        mailboxes: Iterable[str] | None = None,
+        *,
+        max_unread_age: dt.timedelta = dt.timedelta(days=7),
+    ) -> ImportReport:
+        """Re-process what crashes and missed notifications left (see the module docstring), mailboxes in parallel.
+
+        Unread messages received between ``max_unread_age`` and the grace period ago are imported if they have no
+        state; failed messages received within ``settings.recovery.max_failed_age`` are retried.
+        """
+        accounts = self._accounts(mailboxes)
+        reports = await asyncio.gather(*(self._recover(a, max_unread_age) for a in accounts))
+        return ImportReport(list(reports))
+
+    async def _recover(self, account: SharedAccount, max_unread_age: dt.timedelta) -> MailboxReport:
+        report = MailboxReport(account.address.lower())
+        settings = self.config.settings.recovery
+        now = self.clock()
+        newest, oldest = now - settings.grace_period, now - max_unread_age
+        try:
+            async with self._leased(account, report) as run:
+                if run is None:
+                    return report
+                await run.finish_pending()
+
+                def in_window(message: Message) -> bool:
+                    received = message.received_date_time
+                    return received is None or oldest <= received <= newest
+
+                await run.consume(run.graph.unread_pages(account.folder, received_after=oldest), accept=in_window)
+                for state in await self.store.failures_to_retry(run.mailbox, now - settings.max_failed_age):
+                    message = await run.graph.get_message(state.immutable_id)
+                    if message is not None:
+                        await run.import_message(message, retry=True)
+                await run.drain()
+        except (GraphError, LeaseLostError) as error:
+            report.errors.append(str(error))
+            logger.warning("%s", error)
+        return report
+
+    async def watch(
+        self,
+        *,
+        poll_interval: dt.timedelta = dt.timedelta(minutes=1),
+        stop: asyncio.Event | None = None,
+        wake: asyncio.Event | None = None,
+        on_report: Callable[[str, ImportReport], None] | None = None,
+    ) -> None:
+        """Sync every ``poll_interval`` and run recovery on the config's cron schedule, until ``stop`` is set.
+
+        Setting ``wake`` (e.g. on a change notification) starts the next sync at once.
+        """
+        from croniter import croniter  # noqa: PLC0415 - only the long-running mode needs it
+
+        stop = stop or asyncio.Event()
+        wake = wake or asyncio.Event()
+        recovery = self.config.settings.recovery
+        schedule = croniter(recovery.schedule, self.clock()) if recovery.enabled else None
+        next_recovery = schedule.get_next(dt.datetime) if schedule is not None else None
+        while not stop.is_set():
+            wake.clear()
+            report = await self.import_once()
+            if on_report is not None:
+                on_report("import", report)
+            if schedule is not None and next_recovery is not None and self.clock() >= next_recovery:
+                report = await self.recover()
+                if on_report is not None:
+                    on_report("recovery", report)
+                next_recovery = schedule.get_next(dt.datetime)
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(wake.wait())]
+            _, pending = await asyncio.wait(
+                waiters, timeout=poll_interval.total_seconds(), return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
