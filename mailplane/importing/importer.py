@@ -502,7 +502,7 @@ class Importer:
                     received = message.received_date_time
                     return received is None or oldest <= received <= newest
 
-                await run.consume(run.graph.unread_pages(account.folder), accept=in_window)
+                await run.consume(run.graph.unread_pages(account.folder, received_after=oldest), accept=in_window)
                 for state in await self.store.failures_to_retry(run.mailbox, now - settings.max_failed_age):
                     message = await run.graph.get_message(state.immutable_id)
                     if message is not None:

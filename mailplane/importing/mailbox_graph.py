@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -211,14 +212,17 @@ class MailboxGraph:
             if not next_url:
                 return
 
-    async def unread_pages(self, folder: str) -> AsyncIterator[MessagePage]:
+    async def unread_pages(
+        self, folder: str, *, received_after: dt.datetime | None = None
+    ) -> AsyncIterator[MessagePage]:
         """Pages of the unread messages in ``folder``, oldest first (the fallback when delta is unavailable)."""
         builder = self._user.mail_folders.by_mail_folder_id(folder).messages
         config = MessagesRequestBuilder.MessagesRequestBuilderGetRequestConfiguration()
         config.headers.add("Prefer", _IMMUTABLE_IDS)
-        # $orderby must repeat the $filter's properties first (InefficientFilter otherwise).
+        after = (received_after or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).astimezone(dt.UTC)
+        # Every $orderby property must appear in $filter, in the same order (InefficientFilter otherwise).
         config.query_parameters = MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
-            filter="isRead eq false",
+            filter=f"isRead eq false and receivedDateTime ge {after.strftime('%Y-%m-%dT%H:%M:%SZ')}",
             orderby=["isRead", "receivedDateTime asc"],
             select=list(MESSAGE_FIELDS),
             top=self._page_size,
@@ -265,7 +269,7 @@ class MailboxGraph:
         config = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetRequestConfiguration()
         config.headers.add("Prefer", _IMMUTABLE_IDS)
         config.query_parameters = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(
-            select=["id", "name", "contentType", "size", "isInline"]
+            select=["id", "name", "contentType", "size", "isInline", "contentId"]
         )
         page = await self._retrying("listing the attachments of a message in", lambda: builder.get(config))
         return [_attachment_info(attachment) for attachment in (page.value if page is not None else None) or []]

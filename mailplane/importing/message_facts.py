@@ -103,8 +103,10 @@ def _address(recipient: Recipient | None) -> tuple[str | None, str] | None:
     return name, _cut(address, 320).lower()
 
 
-def _message_ids(value: str) -> tuple[str, ...]:
-    return tuple(_MESSAGE_ID.findall(value[: MAX_HEADER_CHARS * 4]))
+def _message_ids(value: str, *, newest: bool = False) -> tuple[str, ...]:
+    # References lists the oldest first: of a huge one, keep the end.
+    window = value[-MAX_HEADER_CHARS:] if newest else value[:MAX_HEADER_CHARS]
+    return tuple(_MESSAGE_ID.findall(window))
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -120,7 +122,7 @@ def message_facts(message: Message, *, mailbox: str, mailbox_name: str) -> Messa
         if name in ("in-reply-to", "references") and name not in headers:
             headers[name] = entry.value or ""
     in_reply_to = _message_ids(headers.get("in-reply-to", ""))[:1]
-    references = _message_ids(headers.get("references", ""))[-MAX_REFERENCES:]
+    references = _message_ids(headers.get("references", ""), newest=True)[-MAX_REFERENCES:]
     raw_id = (message.internet_message_id or "").strip()
     found = _message_ids(raw_id)
     missing = not found
