@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "send": "mailplane.cli.sending:send",
     "send-queued": "mailplane.cli.sending:send_queued",
     "send-test": "mailplane.cli.sending:send_test",
+    "serve": "mailplane.cli.serve:serve",
     "status": "mailplane.cli.sending:status",
     "validate": "mailplane.cli.validate:validate",
 }
