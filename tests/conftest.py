@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -36,9 +37,14 @@ def pulumi_mocks():
 
     from mailplane.plan import OfflineTenantMocks, RecordingMonitor
 
+    # set_mocks registers the stack on the current event loop; an earlier test's asyncio.run() leaves none behind.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     mocks = OfflineTenantMocks()
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="mailplane", stack="test", preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({})
-    return monitor
+    yield monitor
+    asyncio.set_event_loop(None)
+    loop.close()

@@ -11,23 +11,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, Resource, UpdateResult
 
-from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
+from components.exchange.provider_base import (
+    SingleObjectProvider,
+    connect,
+    is_known,
+    read_or_none,
+    write_then_read_back,
+)
 from mailplane.exceptions import ExchangeConflictError, ExchangeNotFoundError
+from mailplane.exchange.models import AccessPolicy
 
 if TYPE_CHECKING:
     import pulumi
 
     from mailplane.exchange.client import ExchangeAdminClient
-    from mailplane.exchange.models import AccessPolicy
 
 __all__ = ["ACCESS_RIGHTS", "ApplicationAccessPolicy", "ApplicationAccessPolicyProvider"]
 
 ACCESS_RIGHTS = ("RestrictAccess", "DenyAccess")
 
 
-class ApplicationAccessPolicyProvider(ExchangeProvider):
+class ApplicationAccessPolicyProvider(SingleObjectProvider):
     """CRUD for ``*-ApplicationAccessPolicy``."""
 
     kind = "Exchange application access policy"
@@ -95,13 +101,9 @@ class ApplicationAccessPolicyProvider(ExchangeProvider):
             )
         return CreateResult(created.identity, self._outs(props, created))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The policy as Exchange has it, or gone."""
-        with connect(props) as client:
-            found = read_or_none(lambda: client.get_access_policy(id_))
-        if found is None:
-            return ReadResult("", {})
-        return ReadResult(id_, self._outs(props, found, adopted=bool(props.get("adopted"))))
+    def fetch(self, client: ExchangeAdminClient, id_: str) -> AccessPolicy:
+        """The policy as Exchange has it."""
+        return client.get_access_policy(id_)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Change the description (the only in-place change Exchange allows)."""

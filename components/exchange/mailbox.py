@@ -12,22 +12,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
-from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
+from components.exchange.provider_base import (
+    SingleObjectProvider,
+    connect,
+    is_known,
+    read_or_none,
+    write_then_read_back,
+)
 from mailplane.exceptions import ExchangeConflictError
+from mailplane.exchange.models import Mailbox as MailboxObject
 from mailplane.exchange.naming import mailbox_alias
 
 if TYPE_CHECKING:
     import pulumi
 
     from mailplane.exchange.client import ExchangeAdminClient
-    from mailplane.exchange.models import Mailbox as MailboxObject
 
 __all__ = ["Mailbox", "MailboxProvider"]
 
 
-class MailboxProvider(ExchangeProvider):
+class MailboxProvider(SingleObjectProvider):
     """CRUD for a shared mailbox; retained on delete unless ``remove_on_delete``."""
 
     kind = "Exchange shared mailbox"
@@ -98,13 +104,9 @@ class MailboxProvider(ExchangeProvider):
             found = self._converge(client, existing, props)
         return CreateResult(address, self._outs(props, found, adopted=adopted))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The mailbox as Exchange has it (renamed, sign-in enabled...), or gone when it was removed."""
-        with connect(props) as client:
-            found = read_or_none(lambda: client.get_mailbox(id_))
-        if found is None:
-            return ReadResult("", {})
-        return ReadResult(id_, self._outs(props, found, adopted=bool(props.get("adopted"))))
+    def fetch(self, client: ExchangeAdminClient, id_: str) -> MailboxObject:
+        """The mailbox as Exchange has it (renamed, sign-in enabled...)."""
+        return client.get_mailbox(id_)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Fix display name and sign-in block."""

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, Resource, UpdateResult
 
-from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
+from components.exchange.provider_base import (
+    SingleObjectProvider,
+    connect,
+    is_known,
+    read_or_none,
+    write_then_read_back,
+)
 from mailplane.exceptions import ExchangeConflictError, ExchangeNotFoundError
+from mailplane.exchange.models import ManagementScope as ScopeObject
 from mailplane.exchange.naming import MAX_NAME_LENGTH, recipient_filter
 from mailplane.exchange.reconcile import normalise
 
@@ -21,7 +28,6 @@ if TYPE_CHECKING:
     import pulumi
 
     from mailplane.exchange.client import ExchangeAdminClient
-    from mailplane.exchange.models import ManagementScope as ScopeObject
 
 __all__ = ["ManagementScope", "ManagementScopeProvider", "require_recipients"]
 
@@ -43,7 +49,7 @@ def require_recipients(client: ExchangeAdminClient, addresses: list[str], doing:
         )
 
 
-class ManagementScopeProvider(ExchangeProvider):
+class ManagementScopeProvider(SingleObjectProvider):
     """CRUD for ``*-ManagementScope``."""
 
     kind = "Exchange management scope"
@@ -97,13 +103,9 @@ class ManagementScopeProvider(ExchangeProvider):
             )
         return CreateResult(name, self._outs(props, created))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The scope's current filter (a change made outside Pulumi shows as a diff), or gone."""
-        with connect(props) as client:
-            found = read_or_none(lambda: client.get_management_scope(id_))
-        if found is None:
-            return ReadResult("", {})
-        return ReadResult(id_, self._outs(props, found, adopted=bool(props.get("adopted"))))
+    def fetch(self, client: ExchangeAdminClient, id_: str) -> ScopeObject:
+        """The scope's current filter (a change made outside Pulumi shows as a diff)."""
+        return client.get_management_scope(id_)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Rewrite the filter in place (the assignments using the scope follow)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ReadResult, ResourceProvider
 from pulumi.runtime.rpc import UNKNOWN
 
 from mailplane.exceptions import ExchangeError, ExchangeNotFoundError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ExchangeProvider",
+    "SingleObjectProvider",
     "connect",
     "is_known",
     "read_or_none",
@@ -135,3 +136,25 @@ class ExchangeProvider(ResourceProvider):
     def connection(props: Mapping[str, Any]) -> dict[str, Any]:
         """The connection inputs, carried into outputs so delete and refresh reach the same tenant."""
         return {key: props.get(key) for key in CONNECTION_KEYS}
+
+
+class SingleObjectProvider(ExchangeProvider):
+    """An Exchange provider whose object one ``Get-*`` cmdlet reads back by id (subclasses: ``fetch``, ``_outs``).
+
+    Not generic on purpose: providers are pickled by value into the stack state, and a ``TypeVar`` does not pickle.
+    """
+
+    def fetch(self, client: ExchangeAdminClient, id_: str) -> Any:
+        """The object with ``id_``; raises ``ExchangeNotFoundError`` when it does not exist."""
+        raise NotImplementedError
+
+    def _outs(self, props: dict[str, Any], found: Any, *, adopted: bool = False) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """The object as Exchange has it (a change made outside Pulumi shows as a diff), or gone (empty id)."""
+        with connect(props) as client:
+            found = read_or_none(lambda: self.fetch(client, id_))
+        if found is None:
+            return ReadResult("", {})
+        return ReadResult(id_, self._outs(props, found, adopted=bool(props.get("adopted"))))

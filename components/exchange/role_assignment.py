@@ -11,24 +11,31 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, Resource, UpdateResult
 
-from components.exchange.provider_base import ExchangeProvider, connect, is_known, read_or_none, write_then_read_back
+from components.exchange.provider_base import (
+    SingleObjectProvider,
+    connect,
+    is_known,
+    read_or_none,
+    write_then_read_back,
+)
 from mailplane.exceptions import ExchangeConflictError
+from mailplane.exchange.models import RoleAssignment as AssignmentObject
 from mailplane.exchange.naming import MAX_NAME_LENGTH
 from mailplane.exchange.reconcile import mismatches
 
 if TYPE_CHECKING:
     import pulumi
 
-    from mailplane.exchange.models import RoleAssignment as AssignmentObject
+    from mailplane.exchange.client import ExchangeAdminClient
 
 __all__ = ["ManagementRoleAssignment", "ManagementRoleAssignmentProvider"]
 
 _GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$")
 
 
-class ManagementRoleAssignmentProvider(ExchangeProvider):
+class ManagementRoleAssignmentProvider(SingleObjectProvider):
     """CRUD for ``*-ManagementRoleAssignment`` with ``-App``."""
 
     kind = "Exchange management role assignment"
@@ -97,13 +104,9 @@ class ManagementRoleAssignmentProvider(ExchangeProvider):
             )
         return CreateResult(name, self._outs(props, created))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The assignment as Exchange has it (a re-scope outside Pulumi shows as a diff), or gone."""
-        with connect(props) as client:
-            found = read_or_none(lambda: client.get_role_assignment(id_))
-        if found is None:
-            return ReadResult("", {})
-        return ReadResult(id_, self._outs(props, found, adopted=bool(props.get("adopted"))))
+    def fetch(self, client: ExchangeAdminClient, id_: str) -> AssignmentObject:
+        """The assignment as Exchange has it (a re-scope outside Pulumi shows as a diff)."""
+        return client.get_role_assignment(id_)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Re-scope the assignment in place."""

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pulumi.dynamic import CreateResult, ReadResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, Resource, UpdateResult
 
-from components.exchange.provider_base import ExchangeProvider, connect, read_or_none, write_then_read_back
+from components.exchange.provider_base import SingleObjectProvider, connect, read_or_none, write_then_read_back
 from mailplane.exceptions import ExchangeConflictError
+from mailplane.exchange.models import ServicePrincipalPointer as PointerObject
 
 if TYPE_CHECKING:
     import pulumi
 
-    from mailplane.exchange.models import ServicePrincipalPointer as PointerObject
+    from mailplane.exchange.client import ExchangeAdminClient
 
 __all__ = ["ServicePrincipalPointer", "ServicePrincipalPointerProvider"]
 
 
-class ServicePrincipalPointerProvider(ExchangeProvider):
+class ServicePrincipalPointerProvider(SingleObjectProvider):
     """CRUD for ``*-ServicePrincipal``."""
 
     kind = "Exchange service principal pointer"
@@ -67,13 +68,9 @@ class ServicePrincipalPointerProvider(ExchangeProvider):
             )
             return CreateResult(object_id, self._outs(props, created))
 
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """The pointer as Exchange has it, or gone (empty id) when it was removed."""
-        with connect(props) as client:
-            found = read_or_none(lambda: client.get_service_principal(id_))
-        if found is None:
-            return ReadResult("", {})
-        return ReadResult(id_, self._outs(props, found, adopted=bool(props.get("adopted"))))
+    def fetch(self, client: ExchangeAdminClient, id_: str) -> PointerObject:
+        """The pointer as Exchange has it."""
+        return client.get_service_principal(id_)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Rename (the only in-place change)."""

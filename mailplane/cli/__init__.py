@@ -24,6 +24,11 @@ COMMANDS: dict[str, str] = {
     "doctor": "mailplane.cli.doctor:doctor",
     "import": "mailplane.cli.import_mail:import_command",
     "plan": "mailplane.cli.plan:plan",
+    "send": "mailplane.cli.sending:send",
+    "send-queued": "mailplane.cli.sending:send_queued",
+    "send-test": "mailplane.cli.sending:send_test",
+    "serve": "mailplane.cli.serve:serve",
+    "status": "mailplane.cli.sending:status",
     "validate": "mailplane.cli.validate:validate",
 }
 

@@ -29,7 +29,7 @@ from mailplane.sending.store import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Collection, Iterator
 
     from mailplane.integration import SendingLimits
 
@@ -241,7 +241,16 @@ class SQLiteSendStore:
         rows = self._db.execute("SELECT * FROM send_messages WHERE group_key = ? ORDER BY part", (group_key,))
         return [self._record(row) for row in rows.fetchall()]
 
-    def claim_due(self, mailbox: str, now: float, owner: str, lease_seconds: float, limit: int) -> list[SendRecord]:
+    def claim_due(
+        self,
+        mailbox: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        *,
+        keys: Collection[str] | None = None,
+    ) -> list[SendRecord]:
         """Lease due, unfinished sends of ``mailbox`` (see SendStore.claim_due)."""
         placeholders = ", ".join("?" for _ in _UNFINISHED)
         claimed: list[str] = []
@@ -254,6 +263,8 @@ class SQLiteSendStore:
             for row in rows:
                 if len(claimed) >= limit:
                     break
+                if keys is not None and row["key"] not in keys:
+                    continue
                 lease_owner, lease_until = row["lease_owner"], row["lease_until"]
                 leased = (
                     lease_owner is not None

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailplane.exceptions import SendError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from mailplane.integration import SendingLimits, StoreSettings
     from mailplane.sending.governor import LedgerEntry
     from mailplane.sending.outgoing import OutgoingMessage
@@ -160,10 +162,20 @@ class SendStore(Protocol):
         """Every part of the send the caller named ``group_key``, in part order."""
         ...
 
-    def claim_due(self, mailbox: str, now: float, owner: str, lease_seconds: float, limit: int) -> list[SendRecord]:
+    def claim_due(
+        self,
+        mailbox: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limit: int,
+        *,
+        keys: Collection[str] | None = None,
+    ) -> list[SendRecord]:
         """Lease up to ``limit`` unfinished sends of ``mailbox`` that are due (``not_before <= now``), oldest first.
 
-        A send leased by another live owner is skipped; leases of owners that died or expired are taken over.
+        ``keys`` limits the choice to those sends. A send leased by another live owner is skipped; leases of
+        owners that died or expired are taken over.
         """
         ...
 
