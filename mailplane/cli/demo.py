@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from mailplane.cli.demo_sending import send_from_designated_mailbox, validate_example_integration
+
 __all__ = ["demo"]
 
 
@@ -65,6 +67,8 @@ STEPS: list[tuple[str, Callable[[Path, dt.date], None]]] = [
     ("Plan every example tenant stack offline (the real Pulumi program, mock engine)", _plan_examples),
     ("Credential expiry watch over the example stacks", _credentials),
     ("Exchange scoping and shared mailboxes on the dev tenant's Exchange emulator", _exchange_rehearsal),
+    ("Validate the example integration config", validate_example_integration),
+    ("Send from the designated mailbox on the dev tenant, exactly once; show the status", send_from_designated_mailbox),
     ("Import examples/mail into conversations from the dev tenant's shared mailboxes", _import_examples),
 ]
 
