@@ -57,12 +57,19 @@ def _exchange_rehearsal(project_dir: Path, today: dt.date) -> None:  # noqa: ARG
         click.echo(line)
 
 
+def _import_examples(project_dir: Path, today: dt.date) -> None:
+    from mailplane.cli.demo_importing import import_examples
+
+    import_examples(project_dir, today)
+
+
 STEPS: list[tuple[str, Callable[[Path, dt.date], None]]] = [
     ("Plan every example tenant stack offline (the real Pulumi program, mock engine)", _plan_examples),
     ("Credential expiry watch over the example stacks", _credentials),
     ("Exchange scoping and shared mailboxes on the dev tenant's Exchange emulator", _exchange_rehearsal),
     ("Validate the example integration config", validate_example_integration),
     ("Send from the designated mailbox on the dev tenant, exactly once; show the status", send_from_designated_mailbox),
+    ("Import examples/mail into conversations from the dev tenant's shared mailboxes", _import_examples),
 ]
 
 

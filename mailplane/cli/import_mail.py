@@ -76,6 +76,7 @@ async def _run(
     blob_dir: Path,
     poll_seconds: float,
     max_unread_age_days: float,
+    lease_ttl: dt.timedelta,
 ) -> int:
     from mailplane.graph import GraphClient
     from mailplane.importing import open_import_store
@@ -88,7 +89,7 @@ async def _run(
     credential = _credential(base_url)
     failures = 0
     async with GraphClient(credential, base_url=base_url) as graph, store:
-        importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records)
+        importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records, lease_ttl=lease_ttl)
 
         def show(kind: str, report: ImportReport) -> None:
             nonlocal failures
@@ -140,6 +141,12 @@ async def _run(
 @click.option(
     "--max-age-days", "max_unread_age_days", default=7.0, show_default=True, help="Recovery: oldest unread mail."
 )
+@click.option(
+    "--lease-seconds",
+    default=300.0,
+    show_default=True,
+    help="How long a mailbox stays taken by a worker that died before another worker may take it.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log each failure and retry.")
 def import_command(  # noqa: PLR0917 - click passes every option
     config_path: Path,
@@ -150,6 +157,7 @@ def import_command(  # noqa: PLR0917 - click passes every option
     blob_dir: Path | None,
     poll_seconds: float,
     max_unread_age_days: float,
+    lease_seconds: float,
     verbose: bool,
 ) -> None:
     """Import mail from the config's shared mailboxes into conversations, exactly once.
@@ -176,6 +184,7 @@ def import_command(  # noqa: PLR0917 - click passes every option
                 blob_dir=blob_dir or default_blob_dir(config),
                 poll_seconds=poll_seconds,
                 max_unread_age_days=max_unread_age_days,
+                lease_ttl=dt.timedelta(seconds=lease_seconds),
             )
         )
     except (MailplaneError, ValueError) as error:
