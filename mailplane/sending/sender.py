@@ -20,8 +20,8 @@ Limits. Before a draft is created and again just before it is sent, the store's 
 transaction (:meth:`SendStore.reserve_budget`, deciding with :mod:`mailplane.sending.governor`); a send over a
 limit stays queued with the time it may go. Once Graph accepted the send, its ledger entry is dated at that moment
 (:meth:`SendStore.confirm_sent`): Exchange counts the message when it is submitted, after the reservation, and the
-slot must not reopen for us before it does for Exchange. 429 answers are retried by the Graph client (honouring Retry-After);
-when those retries run out the send waits for the time the service asked for.
+slot must not reopen for us before it does for Exchange. 429 answers are retried by the Graph client (honouring
+Retry-After); when those retries run out the send waits for the time the service asked for.
 """
 
 from __future__ import annotations
