@@ -44,7 +44,7 @@ from mailplane.importing.mailbox_graph import (
 )
 from mailplane.importing.message_facts import MessageFacts, message_facts
 from mailplane.importing.routing import InMemoryRecords, choose_destinations, destination_inputs, match_followers
-from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, MessageState
+from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, LeaseLostError, MessageState
 
 if TYPE_CHECKING:
     from mailplane.graph import GraphClient
@@ -98,10 +98,6 @@ class ImportReport:
     def failed(self) -> int:
         """Messages that failed in this run."""
         return sum(m.failed for m in self.mailboxes)
-
-
-class LeaseLostError(StoreError):
-    """Another worker took the mailbox (this worker's lease expired): stop working on it."""
 
 
 class _MailboxRun:

@@ -18,8 +18,10 @@ lost is decided by reading the draft back (still a draft: send it; sent or delet
 
 Limits. Before a draft is created and again just before it is sent, the store's ledger is checked and written in one
 transaction (:meth:`SendStore.reserve_budget`, deciding with :mod:`mailplane.sending.governor`); a send over a
-limit stays queued with the time it may go. 429 answers are retried by the Graph client (honouring Retry-After);
-when those retries run out the send waits for the time the service asked for.
+limit stays queued with the time it may go. Once Graph accepted the send, its ledger entry is dated at that moment
+(:meth:`SendStore.confirm_sent`): Exchange counts the message when it is submitted, after the reservation, and the
+slot must not reopen for us before it does for Exchange. 429 answers are retried by the Graph client (honouring
+Retry-After); when those retries run out the send waits for the time the service asked for.
 """
 
 from __future__ import annotations
@@ -532,7 +534,9 @@ class Sender:
                 return self._store.update(record.key, state=SendState.DRAFTING, draft_id=None, last_error=str(error))
             raise
         self._step("send-accepted", record)
-        record = self._store.update(record.key, state=SendState.SENT, sent_at=self._clock(), last_error=None)
+        accepted = self._clock()
+        self._store.confirm_sent(self.mailbox, record.key, accepted)
+        record = self._store.update(record.key, state=SendState.SENT, sent_at=accepted, last_error=None)
         self._step("sent", record)
         return record
 
@@ -565,7 +569,9 @@ class Sender:
             self._step("send-not-done", record)
             return record
         note = None if state is not None else "the draft was gone after the send (deleted after submission)"
-        record = self._store.update(record.key, state=SendState.SENT, sent_at=self._clock(), last_error=note)
+        settled = self._clock()
+        self._store.confirm_sent(self.mailbox, record.key, settled)
+        record = self._store.update(record.key, state=SendState.SENT, sent_at=settled, last_error=note)
         self._step("sent", record)
         return record
 

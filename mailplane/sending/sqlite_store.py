@@ -351,6 +351,12 @@ class SQLiteSendStore:
                 )
         return moment
 
+    def confirm_sent(self, mailbox: str, key: str, at: float) -> None:
+        """Date ``key``'s ledger entry at ``at`` unless it is already later (see SendStore.confirm_sent)."""
+        self._db.execute(
+            "UPDATE send_ledger SET at = MAX(at, ?) WHERE mailbox = ? AND key = ?", (at, mailbox.lower(), key)
+        )
+
     def ledger(self, mailbox: str, since: float) -> list[LedgerEntry]:
         """Ledger entries of ``mailbox`` after ``since``, oldest first."""
         rows = self._db.execute(

@@ -195,6 +195,14 @@ class SendStore(Protocol):
         """
         ...
 
+    def confirm_sent(self, mailbox: str, key: str, at: float) -> None:
+        """Move ``key``'s ledger entry to ``at`` (when the send was known to be accepted), never earlier.
+
+        Exchange counts a message when it is submitted, which is after the reservation; dating the entry at the
+        acceptance keeps the ledger's window from reopening a slot before Exchange's does.
+        """
+        ...
+
     def ledger(self, mailbox: str, since: float) -> list[LedgerEntry]:
         """Ledger entries of ``mailbox`` after ``since``."""
         ...

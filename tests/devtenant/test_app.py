@@ -62,12 +62,7 @@ def test_request_too_large__413(tenant):
 def test_production_modules__never_import_the_dev_tenant():
     package = Path(__file__).resolve().parents[2] / "mailplane"
     # `mailplane devtenant` serves it; `mailplane demo` runs everything on it by definition (lazy imports only).
-    allowed = {
-        package / "cli" / "devtenant.py",
-        package / "cli" / "demo.py",
-        package / "cli" / "demo_sending.py",
-        package / "cli" / "demo_importing.py",
-    }
+    allowed = {package / "cli" / name for name in ("devtenant.py", "demo.py", "demo_sending.py", "demo_importing.py")}
     offenders = [
         str(path.relative_to(package))
         for path in package.rglob("*.py")
