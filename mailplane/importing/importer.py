@@ -38,7 +38,7 @@ from mailplane.exceptions import GraphError, StoreError
 from mailplane.importing.mailbox_graph import BATCH_LIMIT, MailboxGraph, MessagePage, SyncStateLostError
 from mailplane.importing.message_facts import MessageFacts, message_facts
 from mailplane.importing.routing import InMemoryRecords, choose_destinations, destination_inputs, match_followers
-from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, MessageState
+from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, LeaseLostError, MessageState
 
 if TYPE_CHECKING:
     from msgraph.generated.models.message import Message
@@ -94,10 +94,6 @@ class ImportReport:
     def failed(self) -> int:
         """Messages that failed in this run."""
         return sum(m.failed for m in self.mailboxes)
-
-
-class LeaseLostError(StoreError):
-    """Another worker took the mailbox (this worker's lease expired): stop working on it."""
 
 
 class _MailboxRun:

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Self
 
+from mailplane.exceptions import StoreError
+
 __all__ = [
     "ConversationRecord",
     "DestinationInput",
@@ -39,11 +41,17 @@ __all__ = [
     "ImportStore",
     "ImportedMessage",
     "Lease",
+    "LeaseLostError",
     "MessageRecord",
     "MessageState",
     "MessageStateName",
     "ThreadKeys",
 ]
+
+
+class LeaseLostError(StoreError):
+    """Another worker took the mailbox (this worker's lease expired): stop working on it."""
+
 
 MessageStateName = Literal["stored", "read", "failed", "moved"]
 """How far the importer got with one copy of a message in one mailbox (see the module docstring)."""
@@ -289,6 +297,11 @@ class ImportStore(Protocol):
 
         Succeeds when the mailbox is free, the previous lease expired (its worker died), or ``holder`` already holds
         it (then it is extended). At most one holder has an unexpired lease on a mailbox at any time.
+
+        Fencing: once a store object took a mailbox's lease, its :meth:`record_import` and :meth:`record_failure` for
+        that mailbox check, in their transaction, that the lease is still its own, and raise :class:`LeaseLostError`
+        when another worker took it over meanwhile (a worker that stalled past its lease never writes next to the new
+        holder).
         """
         ...
 

@@ -41,6 +41,7 @@ from mailplane.importing.store import (
     ImportedMessage,
     ImportOutcome,
     Lease,
+    LeaseLostError,
     MessageRecord,
     MessageState,
     ThreadKeys,
@@ -225,6 +226,7 @@ class PostgresImportStore:
         self._connection: AsyncConnection[_Row] | None = None
         self._lock = asyncio.Lock()
         self._opened = False
+        self._held: dict[str, str] = {}  # mailbox -> holder whose lease this object took (fences its writes)
         self.reconnects = 0
         """How many times a dropped connection was reopened (for monitoring and tests)."""
 
@@ -356,7 +358,34 @@ class PostgresImportStore:
             ).fetchone()
             return None if row is None else Lease(mailbox, row["holder"], _utc(row["expires_at"]))  # type: ignore[arg-type]
 
-        return await self._transaction(work, f"taking the lease on {mailbox}")
+        return self._note_lease(mailbox, holder, await self._transaction(work, f"taking the lease on {mailbox}"))
+
+    def _note_lease(self, mailbox: str, holder: str, lease: Lease | None) -> Lease | None:
+        if lease is None:
+            if self._held.get(mailbox) == holder:
+                del self._held[mailbox]
+        else:
+            self._held[mailbox] = holder
+        return lease
+
+    async def _check_fence(self, connection: AsyncConnection[_Row], mailbox: str) -> None:
+        """Raise LeaseLostError when this object took ``mailbox``'s lease and another worker holds it now.
+
+        FOR SHARE makes a worker taking the lease over wait until this transaction ends, so the check holds until
+        the commit.
+        """
+        holder = self._held.get(mailbox)
+        if holder is None:
+            return
+        row = await (
+            await connection.execute("SELECT holder FROM leases WHERE mailbox = %s FOR SHARE", (mailbox,))
+        ).fetchone()
+        if row is None or row["holder"] != holder:
+            current = "nobody" if row is None else row["holder"]
+            raise LeaseLostError(
+                f"importing {mailbox}: this worker's lease ran out and {current} holds the mailbox now. "
+                "This worker stops working on it; the new holder carries on"
+            )
 
     async def renew_lease(self, mailbox: str, holder: str, ttl: dt.timedelta) -> Lease | None:
         """See :meth:`ImportStore.renew_lease`."""
@@ -371,7 +400,7 @@ class PostgresImportStore:
             ).fetchone()
             return None if row is None else Lease(mailbox, holder, _utc(row["expires_at"]))  # type: ignore[arg-type]
 
-        return await self._transaction(work, f"renewing the lease on {mailbox}")
+        return self._note_lease(mailbox, holder, await self._transaction(work, f"renewing the lease on {mailbox}"))
 
     async def release_lease(self, mailbox: str, holder: str) -> None:
         """See :meth:`ImportStore.release_lease`."""
@@ -381,6 +410,7 @@ class PostgresImportStore:
             await connection.execute("DELETE FROM leases WHERE mailbox = %s AND holder = %s", (mailbox, holder))
 
         await self._transaction(work, f"releasing the lease on {mailbox}")
+        self._note_lease(mailbox, holder, None)
 
     async def get_lease(self, mailbox: str) -> Lease | None:
         """See :meth:`ImportStore.get_lease`."""
@@ -451,6 +481,7 @@ class PostgresImportStore:
         )
         for address in sorted({d.address.lower() for d in message.destinations}):
             await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"dest:{address}",))
+        await self._check_fence(connection, mailbox)
         existing = await self._state_row(connection, mailbox, message.immutable_id, lock=True)
         if existing is not None and existing.state in ("stored", "read"):
             return ImportOutcome(existing, (), duplicate=True)
@@ -715,6 +746,7 @@ class PostgresImportStore:
         received = None if received_at is None else _aware(received_at)
 
         async def work(connection: AsyncConnection[_Row]) -> MessageState:
+            await self._check_fence(connection, mailbox.lower())
             existing = await self._state_row(connection, mailbox.lower(), immutable_id, lock=True)
             if existing is not None and existing.state in ("stored", "read"):
                 return existing

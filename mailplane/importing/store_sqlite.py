@@ -32,6 +32,7 @@ from mailplane.importing.store import (
     ImportedMessage,
     ImportOutcome,
     Lease,
+    LeaseLostError,
     MessageRecord,
     MessageState,
     ThreadKeys,
@@ -199,6 +200,7 @@ class SqliteImportStore:
         self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._held: dict[str, str] = {}  # mailbox -> holder whose lease this object took (fences its writes)
 
     @property
     def path(self) -> Path:
@@ -295,11 +297,37 @@ class SqliteImportStore:
 
     async def acquire_lease(self, mailbox: str, holder: str, ttl: dt.timedelta) -> Lease | None:
         """See :meth:`ImportStore.acquire_lease`."""
-        return await self._run(self._acquire_lease, mailbox.lower(), holder, ttl, False)  # noqa: FBT003
+        lease = await self._run(self._acquire_lease, mailbox.lower(), holder, ttl, False)  # noqa: FBT003
+        return self._note_lease(mailbox.lower(), holder, lease)
 
     async def renew_lease(self, mailbox: str, holder: str, ttl: dt.timedelta) -> Lease | None:
         """See :meth:`ImportStore.renew_lease`."""
-        return await self._run(self._acquire_lease, mailbox.lower(), holder, ttl, True)  # noqa: FBT003
+        lease = await self._run(self._acquire_lease, mailbox.lower(), holder, ttl, True)  # noqa: FBT003
+        return self._note_lease(mailbox.lower(), holder, lease)
+
+    def _note_lease(self, mailbox: str, holder: str, lease: Lease | None) -> Lease | None:
+        if lease is None:
+            if self._held.get(mailbox) == holder:
+                del self._held[mailbox]
+        else:
+            self._held[mailbox] = holder
+        return lease
+
+    def _check_fence(self, connection: sqlite3.Connection, mailbox: str) -> None:
+        """Raise LeaseLostError when this object took ``mailbox``'s lease and another worker holds it now.
+
+        Called inside a BEGIN IMMEDIATE transaction: no lease can change hands until it commits.
+        """
+        holder = self._held.get(mailbox)
+        if holder is None:
+            return
+        row = connection.execute("SELECT holder FROM leases WHERE mailbox = ?", (mailbox,)).fetchone()
+        if row is None or row["holder"] != holder:
+            current = "nobody" if row is None else row["holder"]
+            raise LeaseLostError(
+                f"importing {mailbox}: this worker's lease ran out and {current} holds the mailbox now. "
+                "This worker stops working on it; the new holder carries on"
+            )
 
     def _acquire_lease(
         self, connection: sqlite3.Connection, mailbox: str, holder: str, ttl: dt.timedelta, renew_only: bool
@@ -325,6 +353,7 @@ class SqliteImportStore:
     async def release_lease(self, mailbox: str, holder: str) -> None:
         """See :meth:`ImportStore.release_lease`."""
         await self._run(self._release_lease, mailbox.lower(), holder)
+        self._note_lease(mailbox.lower(), holder, None)
 
     def _release_lease(self, connection: sqlite3.Connection, mailbox: str, holder: str) -> None:
         with self._write(connection):
@@ -380,6 +409,7 @@ class SqliteImportStore:
         mailbox = message.mailbox.lower()
         now = self._now()
         with self._write(connection):
+            self._check_fence(connection, mailbox)
             existing = self._state_row(connection, mailbox, message.immutable_id)
             if existing is not None and existing.state in ("stored", "read"):
                 return ImportOutcome(existing, (), duplicate=True)
@@ -628,6 +658,7 @@ class SqliteImportStore:
     ) -> MessageState:
         now = self._now()
         with self._write(connection):
+            self._check_fence(connection, mailbox)
             existing = self._state_row(connection, mailbox, immutable_id)
             if existing is not None and existing.state in ("stored", "read"):
                 return existing
