@@ -100,8 +100,11 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         except httpx.HTTPError as error:
             self._add(ResponseLogEntry(started, request.method, url, None, request_headers, error=type(error).__name__))
             raise
-        raw = b"".join([chunk async for chunk in response.aiter_raw()])
-        await response.aclose()
+        if response.is_stream_consumed:  # a transport that read the body already (httpx.MockTransport does)
+            raw = response.content
+        else:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            await response.aclose()
         try:
             text = httpx.Response(response.status_code, headers=response.headers, content=raw).text
         except (httpx.DecodingError, LookupError):
