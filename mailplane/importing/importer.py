@@ -35,14 +35,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailplane.exceptions import GraphError, StoreError
-from mailplane.importing.mailbox_graph import BATCH_LIMIT, MailboxGraph, MessagePage, SyncStateLostError
+from mailplane.importing.mailbox_graph import (
+    BATCH_LIMIT,
+    GraphMessage,
+    MailboxGraph,
+    MessagePage,
+    SyncStateLostError,
+)
 from mailplane.importing.message_facts import MessageFacts, message_facts
 from mailplane.importing.routing import InMemoryRecords, choose_destinations, destination_inputs, match_followers
 from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, LeaseLostError, MessageState
 
 if TYPE_CHECKING:
-    from msgraph.generated.models.message import Message
-
     from mailplane.graph import GraphClient
     from mailplane.importing.blobs import FileBlobStore
     from mailplane.importing.store import ImportStore
@@ -109,6 +113,10 @@ class _MailboxRun:
         self._failure_folder_id: str | None = None
         self._to_mark: list[tuple[str, int]] = []
         self._flushes: set[asyncio.Task[None]] = set()
+        self._lanes = 0
+        self._lane_count = importer.graph.limiter.limit
+        self._draining = False
+        self._tail_size: int | None = None
         self._move_back: set[str] = set()
         self._gate = asyncio.Semaphore(importer.messages_in_parallel)
 
@@ -123,15 +131,35 @@ class _MailboxRun:
         if move_back:
             self._move_back.add(immutable_id)
         self._to_mark.append((immutable_id, 0))
-        if len(self._to_mark) >= BATCH_LIMIT:
-            self._start_flush()
+        self._kick()
 
-    def _start_flush(self) -> None:
-        batch, self._to_mark = self._to_mark[:BATCH_LIMIT], self._to_mark[BATCH_LIMIT:]
-        if batch:
-            task = asyncio.create_task(self._flush(batch))
+    # Marking read runs in "lanes", as many as requests may be in flight on the mailbox. Each lane sends one chained
+    # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. While more
+    # messages are coming, lanes send full batches of 20; when draining, the tail is shared evenly between the
+    # lanes so they finish together instead of one lane sending the last batches alone.
+
+    def _ready_to_send(self) -> bool:
+        return len(self._to_mark) >= BATCH_LIMIT or (self._draining and bool(self._to_mark))
+
+    def _kick(self) -> None:
+        while self._lanes < self._lane_count and self._ready_to_send():
+            self._lanes += 1
+            task = asyncio.create_task(self._lane())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
+
+    async def _lane(self) -> None:
+        try:
+            while self._ready_to_send():
+                size = BATCH_LIMIT
+                if self._draining and len(self._to_mark) < BATCH_LIMIT * self._lane_count:
+                    if self._tail_size is None:
+                        self._tail_size = max(1, -(-len(self._to_mark) // self._lane_count))
+                    size = self._tail_size
+                batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
+                await self._flush(batch)
+        finally:
+            self._lanes -= 1
 
     async def _flush(self, batch: list[tuple[str, int]]) -> None:
         ids = [immutable_id for immutable_id, _ in batch]
@@ -156,11 +184,15 @@ class _MailboxRun:
 
     async def drain(self) -> None:
         """Mark read everything queued, retrying items a batch could not do."""
-        while self._to_mark or self._flushes:
-            while self._to_mark:
-                self._start_flush()
-            if self._flushes:
-                await asyncio.gather(*list(self._flushes))
+        self._draining = True
+        try:
+            while self._to_mark or self._flushes:
+                self._tail_size = None
+                self._kick()
+                if self._flushes:
+                    await asyncio.gather(*list(self._flushes))
+        finally:
+            self._draining = False
 
     async def _move_back_to_folder(self, immutable_id: str) -> None:
         try:
@@ -197,7 +229,7 @@ class _MailboxRun:
     # --- importing ---------------------------------------------------------------------------------------------
 
     async def consume(
-        self, pages: AsyncIterator[MessagePage], *, accept: Callable[[Message], bool] | None = None
+        self, pages: AsyncIterator[MessagePage], *, accept: Callable[[GraphMessage], bool] | None = None
     ) -> str | None:
         """Import every page; the delta link of the last page (``None`` for listings)."""
         delta_link = None
@@ -208,10 +240,10 @@ class _MailboxRun:
         await self.drain()
         return delta_link
 
-    async def import_page(self, messages: Sequence[Message]) -> None:
+    async def import_page(self, messages: Sequence[GraphMessage]) -> None:
         ids = [m.id for m in messages if m.id]
         states = await self.store.get_message_states(self.mailbox, ids) if ids else {}
-        threads: dict[str, list[Message]] = {}
+        threads: dict[str, list[GraphMessage]] = {}
         for message in messages:
             if not message.id:
                 continue
@@ -226,12 +258,13 @@ class _MailboxRun:
         # conversation their original started.
         await asyncio.gather(*(self._import_thread(thread) for thread in threads.values()))
 
-    async def _import_thread(self, messages: list[Message]) -> None:
-        oldest_first = sorted(messages, key=lambda m: (m.received_date_time is None, m.received_date_time or 0))
+    async def _import_thread(self, messages: list[GraphMessage]) -> None:
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        oldest_first = sorted(messages, key=lambda m: m.received_date_time or epoch)
         for message in oldest_first:
             await self.import_message(message)
 
-    async def import_message(self, message: Message, *, retry: bool = False) -> None:
+    async def import_message(self, message: GraphMessage, *, retry: bool = False) -> None:
         immutable_id = message.id or ""
         async with self._gate:
             try:
@@ -314,7 +347,7 @@ class _MailboxRun:
             )
         return tuple(documents)
 
-    async def fail(self, message: Message, reason: str) -> None:
+    async def fail(self, message: GraphMessage, reason: str) -> None:
         immutable_id = message.id or ""
         logger.warning("importing message %s from %s failed: %s", immutable_id, self.mailbox, reason)
         state = await self.store.record_failure(
@@ -494,7 +527,7 @@ class Importer:
                     return report
                 await run.finish_pending()
 
-                def in_window(message: Message) -> bool:
+                def in_window(message: GraphMessage) -> bool:
                     received = message.received_date_time
                     return received is None or oldest <= received <= newest
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
 
+from mailplane.importing.mailbox_graph import parse_graph_datetime
 from mailplane.importing.store import ThreadKeys
 
 if TYPE_CHECKING:
-    from msgraph.generated.models.message import Message
-    from msgraph.generated.models.recipient import Recipient
+    from mailplane.importing.mailbox_graph import GraphMessage
 
 __all__ = ["MAX_HEADER_CHARS", "MAX_REFERENCES", "MessageFacts", "html_to_text", "message_facts"]
 
@@ -93,14 +93,24 @@ def _cut(value: str | None, limit: int = MAX_HEADER_CHARS) -> str:
     return text[:limit]
 
 
-def _address(recipient: Recipient | None) -> tuple[str | None, str] | None:
-    if recipient is None or recipient.email_address is None:
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _address(recipient: object) -> tuple[str | None, str] | None:
+    """``(name, address)`` of a Graph recipient object (``{"emailAddress": {"name", "address"}}``)."""
+    email = recipient.get("emailAddress") if isinstance(recipient, dict) else None
+    if not isinstance(email, dict):
         return None
-    address = (recipient.email_address.address or "").strip()
+    address = (_text(email.get("address")) or "").strip()
     if not address or "@" not in address:
         return None
-    name = _cut(recipient.email_address.name, 256) or None
+    name = _cut(_text(email.get("name")), 256) or None
     return name, _cut(address, 320).lower()
+
+
+def _recipients(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
 
 
 def _message_ids(value: str, *, newest: bool = False) -> tuple[str, ...]:
@@ -113,14 +123,17 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def message_facts(message: Message, *, mailbox: str, mailbox_name: str) -> MessageFacts:
+def message_facts(message: GraphMessage, *, mailbox: str, mailbox_name: str) -> MessageFacts:
     """Read ``message`` (selected with :data:`~mailplane.importing.mailbox_graph.MESSAGE_FIELDS`)."""
+    raw = message.raw
     immutable_id = message.id or ""
     headers: dict[str, str] = {}
-    for entry in message.internet_message_headers or []:
-        name = (entry.name or "").lower()
+    for entry in _recipients(raw.get("internetMessageHeaders")):
+        if not isinstance(entry, dict):
+            continue
+        name = (_text(entry.get("name")) or "").lower()
         if name in ("in-reply-to", "references") and name not in headers:
-            headers[name] = entry.value or ""
+            headers[name] = _text(entry.get("value")) or ""
     in_reply_to = _message_ids(headers.get("in-reply-to", ""))[:1]
     references = _message_ids(headers.get("references", ""), newest=True)[-MAX_REFERENCES:]
     raw_id = (message.internet_message_id or "").strip()
@@ -129,35 +142,37 @@ def message_facts(message: Message, *, mailbox: str, mailbox_name: str) -> Messa
     internet_message_id = found[0] if found else f"<{immutable_id}@{mailbox.lower()}.invalid>"
 
     addresses: list[tuple[str, str | None, str]] = []
-    sender = _address(message.from_) or _address(message.sender)
+    sender = _address(raw.get("from")) or _address(raw.get("sender"))
     if sender is not None:
         addresses.append(("from", *sender))
-    for header, recipients in (("to", message.to_recipients), ("cc", message.cc_recipients)):
-        for recipient in recipients or []:
+    for header, key in (("to", "toRecipients"), ("cc", "ccRecipients")):
+        for recipient in _recipients(raw.get(key)):
             found_address = _address(recipient)
             if found_address is not None:
                 addresses.append((header, *found_address))
 
-    body = message.body.content if message.body is not None else None
-    body_type = str(getattr(message.body.content_type, "value", "") if message.body is not None else "").lower()
+    body_field = raw.get("body")
+    body_value: dict[str, Any] = body_field if isinstance(body_field, dict) else {}
+    body = _text(body_value.get("content"))
+    body_type = (_text(body_value.get("contentType")) or "").lower()
     html_body = _cut(body, 10_000_000) if body_type == "html" else None
     text_body = html_to_text(html_body) if html_body is not None else _cut(body, 10_000_000)
-    subject = _cut(message.subject, 998)
+    subject = _cut(_text(raw.get("subject")), 998)
     received_at = message.received_date_time or dt.datetime.now(dt.UTC)
-    if received_at.tzinfo is None:
-        received_at = received_at.replace(tzinfo=dt.UTC)
     from_name, from_address = sender if sender is not None else (None, None)
     to_addresses = [a for h, _, a in addresses if h == "to"]
     cc_addresses = [a for h, _, a in addresses if h == "cc"]
-    reply_to = next((pair for r in message.reply_to or [] if (pair := _address(r)) is not None), None)
-    sender_only = _address(message.sender)
-    importance = str(getattr(message.importance, "value", message.importance) or "normal").lower()
-    categories = [_cut(c, 256) for c in message.categories or []]
+    reply_to = next((pair for r in _recipients(raw.get("replyTo")) if (pair := _address(r)) is not None), None)
+    sender_only = _address(raw.get("sender"))
+    importance = (_text(raw.get("importance")) or "normal").lower()
+    categories = [_cut(c, 256) for c in _recipients(raw.get("categories")) if isinstance(c, str)]
+    sent_at = parse_graph_datetime(raw.get("sentDateTime"))
+    has_attachments = bool(raw.get("hasAttachments"))
     properties: dict[str, Any] = {
         "subject": subject,
         "textBody": text_body,
         "htmlBody": html_body,
-        "bodyPreview": _cut(message.body_preview, 255),
+        "bodyPreview": _cut(_text(raw.get("bodyPreview")), 255),
         "fromAddress": from_address,
         "fromName": from_name,
         "senderAddress": sender_only[1] if sender_only else from_address,
@@ -165,12 +180,12 @@ def message_facts(message: Message, *, mailbox: str, mailbox_name: str) -> Messa
         "toAddresses": ", ".join(to_addresses),
         "ccAddresses": ", ".join(cc_addresses),
         "receivedAt": _iso(received_at),
-        "sentAt": _iso(message.sent_date_time),
+        "sentAt": _iso(sent_at),
         "internetMessageId": internet_message_id,
         "conversationId": message.conversation_id,
         "importance": importance,
         "categories": ", ".join(categories),
-        "hasAttachments": bool(message.has_attachments),
+        "hasAttachments": has_attachments,
         "mailbox": mailbox.lower(),
         "mailboxName": mailbox_name,
     }
@@ -194,18 +209,18 @@ def message_facts(message: Message, *, mailbox: str, mailbox_name: str) -> Messa
         "sentAt": properties["sentAt"],
         "importance": importance,
         "categories": categories,
-        "hasAttachments": bool(message.has_attachments),
+        "hasAttachments": has_attachments,
     }
     return MessageFacts(
         immutable_id=immutable_id,
         internet_message_id=internet_message_id,
         subject=subject,
         received_at=received_at,
-        is_read=bool(message.is_read),
+        is_read=message.is_read,
         thread=ThreadKeys(message.conversation_id, in_reply_to, references),
         addresses=tuple(addresses),
         properties=properties,
         attributes=attributes,
-        may_have_files=bool(message.has_attachments) or (html_body is not None and "cid:" in html_body.lower()),
+        may_have_files=has_attachments or (html_body is not None and "cid:" in html_body.lower()),
         missing_message_id=missing,
     )
