@@ -72,16 +72,22 @@ def test_fault_on_a_step__retried_within_the_run__delivered_exactly_once(h, kind
     assert inbox_count(h.tenant) == 1
 
 
-def test_send_answer_lost__sent_items_copy_is_the_one_draft__no_duplicate_drafts_left(h):
+@pytest.mark.parametrize("keep_copy", [True, False], ids=["save-to-sent-items", "delete-after-submit"])
+def test_answers_lost_on_create_and_send__one_sent_copy_or_none__no_duplicate_drafts_left(h, keep_copy):
     h.tenant.faults.apply_then_drop(path=r"/messages$", method="POST", count=1)
     h.tenant.faults.apply_then_drop(path=r"/send$", method="POST", count=1)
 
-    async def scenario(make, _store):
-        return await make().send(_message(), idempotency_key="k")
+    async def scenario(make, store):
+        receipt = await make(save_to_sent_items=keep_copy).send(_message(), idempotency_key="k")
+        return receipt, store.get("k")
 
-    assert h.run(scenario).state == "sent"
+    receipt, record = h.run(scenario)
+    assert receipt.state == "sent"
+    assert delivered_keys(h.tenant) == ["k"]
     assert h.tenant.state.messages(SENDER, "drafts") == []
-    assert len(h.tenant.state.messages(SENDER, "sentitems")) == 1
+    assert len(h.tenant.state.messages(SENDER, "sentitems")) == (1 if keep_copy else 0)
+    # Without a copy the read-back finds nothing: the send is taken as done, and says why.
+    assert (record.last_error is None) == keep_copy
 
 
 def test_throttled_beyond_the_clients_retries__send_waits_for_retry_after_then_goes_once(h):
