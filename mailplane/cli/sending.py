@@ -2,9 +2,9 @@
 
 All four take ``--config FILE`` (the integration config; the designated mailbox sends), ``--graph-url`` (default
 ``$MAILPLANE_GRAPH_URL`` or the config's ``graph.baseUrl``; the dev tenant's URL for local runs) and ``--store``
-(default ``$MAILPLANE_STORE_PATH`` or the config's ``store.path``). Credentials come from the ``AZURE_*`` variables
-(:func:`mailplane.graph.credential_from_environment`); against a loopback URL without them, the dev tenant's static
-token is used (``$MAILPLANE_DEV_TOKEN``).
+(a SQLite file; default ``$MAILPLANE_STORE_PATH`` or the config's ``store``, SQLite or PostgreSQL). Credentials
+come from the ``AZURE_*`` variables (:func:`mailplane.graph.credential_from_environment`); against a loopback URL
+without them, the dev tenant's static token is used (``$MAILPLANE_DEV_TOKEN``).
 
 Exit codes: 0 sent or queued (over a limit; ``send-queued`` sends it later), 1 a send failed or Graph refused the
 app, 2 a usage or config error.
@@ -417,7 +417,11 @@ def status_data(config: IntegrationConfig, store: SendStore, *, now: float | Non
     limits = config.sending_limits
     return {
         "mailbox": mailbox,
-        "store": str(config.store.sqlite_path),
+        "store": (
+            str(config.store.sqlite_path)
+            if config.store.backend == "sqlite"
+            else f"PostgreSQL (connection string in ${config.store.dsn_env})"
+        ),
         "limits": {
             "messagesPerMinute": limits.messages_per_minute,
             "recipientsPerDay": limits.recipients_per_day,

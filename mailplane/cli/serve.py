@@ -8,11 +8,12 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
 if TYPE_CHECKING:
+    from mailplane.importing.serving_state import ServingStore
     from mailplane.integration import IntegrationConfig
     from mailplane.mapping import RecordLookup
 
@@ -49,9 +50,9 @@ def _client_state(config: IntegrationConfig) -> str:
 async def _requeue(config: IntegrationConfig) -> int:
     from mailplane.importing import open_import_store
 
-    store = open_import_store(config.store)
+    store = cast("ServingStore", open_import_store(config.store))
     async with store:
-        return int(await store.retry_failed_sink_deliveries())  # type: ignore[attr-defined]
+        return await store.retry_failed_sink_deliveries()
 
 
 async def _serve(
@@ -78,7 +79,7 @@ async def _serve(
     settings = config.change_notifications
     assert settings is not None
     base_url = graph_url or config.graph_base_url
-    store = open_import_store(config.store)
+    store = cast("ServingStore", open_import_store(config.store))
     sock = bind_socket(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,15 +88,11 @@ async def _serve(
     async with GraphClient(_credential(base_url), base_url=base_url) as graph, store:
         importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records)
         mailboxes = [a.address for a in config.accounts if a.enabled]
-        manager = SubscriptionManager(graph, store, settings, mailboxes, client_state=client_state)  # type: ignore[arg-type]
+        manager = SubscriptionManager(graph, store, settings, mailboxes, client_state=client_state)
         receiver = NotificationReceiver(
             client_state=client_state, manager=manager, syncer=importer_syncer(importer), workers=workers
         )
-        sink = (
-            WebhookSinkDeliverer(config.webhook_sink, store)  # type: ignore[arg-type]
-            if config.webhook_sink is not None
-            else None
-        )
+        sink = WebhookSinkDeliverer(config.webhook_sink, store) if config.webhook_sink is not None else None
         click.echo(
             f"mailplane serve: listening on {host}:{sock.getsockname()[1]}; Graph posts to "
             f"{settings.notification_url} (lifecycle: {settings.lifecycle_url}); {len(mailboxes)} mailbox(es)"

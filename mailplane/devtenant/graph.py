@@ -325,6 +325,12 @@ def _message_fields(data: dict[str, Any]) -> dict[str, Any]:  # noqa: C901, PLR0
         fields["is_read_receipt_requested"] = _as_bool(get("isReadReceiptRequested"))
     if present("isDeliveryReceiptRequested"):
         fields["is_delivery_receipt_requested"] = _as_bool(get("isDeliveryReceiptRequested"))
+    if present("singleValueExtendedProperties"):
+        # Only PR_DELETE_AFTER_SUBMIT has an effect here: the sent draft is deleted instead of kept in Sent Items.
+        for prop in get("singleValueExtendedProperties") or []:
+            prop_id = " ".join(str(prop.get("id", "")).split()).lower()
+            if prop_id in ("boolean 0x0e01", "boolean 0xe01"):
+                fields["delete_after_submit"] = str(prop.get("value", "")).lower() == "true"
     return fields
 
 

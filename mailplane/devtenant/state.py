@@ -149,6 +149,7 @@ class StoredMessage:
     attachments: list[StoredAttachment] = field(default_factory=list)
     change_key: str = field(default_factory=new_change_key)
     seq: int = 0
+    delete_after_submit: bool = False  # PR_DELETE_AFTER_SUBMIT: sent drafts leave no Sent Items copy
 
     def id_for(self, *, immutable: bool) -> str:
         """Return the id a response carries (immutable when the request asked for it)."""
@@ -670,6 +671,7 @@ class DevTenantState:
                 is_read_receipt_requested=fields.get("is_read_receipt_requested", False),
                 is_delivery_receipt_requested=fields.get("is_delivery_receipt_requested", False),
                 attachments=[self._attachment_from(a) for a in fields.get("attachments", [])],
+                delete_after_submit=fields.get("delete_after_submit", False),
             )
             return self._insert(mailbox, message)
 
@@ -786,7 +788,10 @@ class DevTenantState:
             )
 
     def send_draft(self, mailbox: Mailbox, draft: StoredMessage) -> OutboundMessage:
-        """Send a draft: it becomes the Sent Items copy (new REST id, same immutable id and internetMessageId)."""
+        """Send a draft: it becomes the Sent Items copy (new REST id, same immutable id and internetMessageId).
+
+        A draft created with PR_DELETE_AFTER_SUBMIT (``Boolean 0x0E01`` true) is deleted instead: no copy is kept.
+        """
         with self._lock:
             fields = {
                 "from_": draft.from_,
@@ -812,7 +817,11 @@ class DevTenantState:
             draft.sent = outgoing.date
             draft.received = outgoing.date
             draft.headers = parse_mime(for_sender).headers
-            self.move_message(mailbox, draft, self.resolve_folder(mailbox, "sentitems"))
+            kept = not draft.delete_after_submit
+            if kept:
+                self.move_message(mailbox, draft, self.resolve_folder(mailbox, "sentitems"))
+            else:
+                self.delete_message(mailbox, draft)
             return self._transport(
                 mailbox,
                 mime_for_recipients=build_mime(outgoing, include_bcc=False),
@@ -823,8 +832,8 @@ class DevTenantState:
                 cc=[a for _, a in outgoing.cc],
                 bcc=[a for _, a in outgoing.bcc],
                 via="draft",
-                sent_item=draft,
-                save_to_sent_items=True,
+                sent_item=draft if kept else None,
+                save_to_sent_items=kept,
             )
 
     def outbox(self, mailbox: str) -> list[OutboundMessage]:

@@ -13,10 +13,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from mailplane.importing.store import ImportStore
+
 if TYPE_CHECKING:
     from mailplane.importing.store import ConversationRecord
 
 __all__ = [
+    "ServingStore",
     "SinkDelivery",
     "SinkDeliveryStatus",
     "SinkOutbox",
@@ -136,3 +139,7 @@ class SubscriptionStore(Protocol):
     async def delete_subscription(self, mailbox: str, subscription_id: str) -> None:
         """Forget the subscription if it is still the mailbox's current one."""
         ...
+
+
+class ServingStore(ImportStore, SinkOutbox, SubscriptionStore, Protocol):
+    """An import store that also keeps the sink's deliveries and the subscriptions (every backend is one)."""

@@ -16,7 +16,7 @@ For products that take imports over HTTP (``webhookSink`` in the integration con
   it repeats the post; every post carries ``Idempotency-Key`` (stable for one message in one destination), which the
   receiver uses to drop repeats.
 
-Each POST carries (see ``docs/importing.md`` for the receiver's side)::
+Each POST carries (see ``docs/scaling.md`` for the receiver's side)::
 
     Content-Type: application/json
     Idempotency-Key: imp_<32 hex>          same for every attempt of one message's delivery

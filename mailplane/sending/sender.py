@@ -42,6 +42,7 @@ from mailplane.exceptions import (
     AccessDeniedError,
     AuthenticationError,
     GraphError,
+    IdempotencyConflictError,
     MailboxNotEnabledError,
     SendError,
     ThrottledError,
@@ -224,6 +225,9 @@ class Sender:
             raise SendError(f"sending as {self.mailbox}: {error}") from None
         key = key or derive_idempotency_key(self.mailbox, message)
         parts = split_by_recipients(message, recipients_per_part(self.limits))
+        # Every part carries the whole message's fingerprint: a key asked for again is recognized even when the
+        # limits changed in between and the message would now be split differently.
+        fingerprint = content_fingerprint(message)
         now = self._clock()
         records = []
         for number, part in enumerate(parts, start=1):
@@ -233,7 +237,7 @@ class Sender:
                     key=part_key,
                     mailbox=self.mailbox,
                     message=part,
-                    fingerprint=content_fingerprint(part),
+                    fingerprint=fingerprint,
                     marker=draft_marker(self.mailbox, part_key),
                     not_before=now,
                     created_at=now,
@@ -260,7 +264,15 @@ class Sender:
         Raises :class:`~mailplane.exceptions.IdempotencyConflictError` when the key was used for other content and
         :class:`~mailplane.exceptions.GraphError` subclasses for configuration problems (the send stays queued).
         """
-        records = self._store.add(self.prepare(message, idempotency_key))
+        prepared = self.prepare(message, idempotency_key)
+        records = self._store.group(prepared[0].group_key)
+        if records and records[0].fingerprint != prepared[0].fingerprint:
+            raise IdempotencyConflictError(
+                f"sending {prepared[0].group_key}: the idempotency key was already used for a different message. Use "
+                "a new key for a new message, or send exactly the same content to retry",
+                key=prepared[0].group_key,
+            )
+        records = records or self._store.add(prepared)
         keys = {r.key for r in records}
         deadline = None if wait_seconds is None else self._clock() + wait_seconds
         await self._run(keys=keys, wait=wait, deadline=deadline)

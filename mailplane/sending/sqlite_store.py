@@ -9,8 +9,6 @@ from this host is taken over at once, others when they expire.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -21,11 +19,12 @@ from mailplane.exceptions import IdempotencyConflictError, StoreError
 from mailplane.sending.governor import DAY_SECONDS, LedgerEntry, earliest_send_time
 from mailplane.sending.outgoing import OutgoingAttachment, OutgoingMessage
 from mailplane.sending.store import (
-    FINAL_STATES,
+    UNFINISHED_STATES,
     ResponseLogEntry,
     SendRecord,
     SendState,
     SendTestStatus,
+    lease_owner_gone,
 )
 
 if TYPE_CHECKING:
@@ -87,24 +86,7 @@ CREATE TABLE IF NOT EXISTS send_tests (
 );
 """
 _UPDATABLE = frozenset({"state", "draft_id", "not_before", "attempts", "last_error", "sent_at"})
-_UNFINISHED = tuple(s.value for s in SendState if s not in FINAL_STATES)
-
-
-def _owner_is_dead(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+_UNFINISHED = tuple(s.value for s in UNFINISHED_STATES)
 
 
 class SQLiteSendStore:
@@ -270,7 +252,7 @@ class SQLiteSendStore:
                     lease_owner is not None
                     and lease_owner != owner
                     and (lease_until or 0) > now
-                    and not _owner_is_dead(lease_owner)
+                    and not lease_owner_gone(lease_owner)
                 )
                 if leased:
                     continue

@@ -14,21 +14,22 @@ anywhere resumes from what the store says::
 * ``sending``: the send was asked for; after a crash the draft is read back: still a draft -> send it again; sent
   (or gone, when it is deleted after submission) -> ``sent``.
 
-:class:`SendStore` is what the sender needs; :mod:`mailplane.sending.sqlite_store` implements it on SQLite.
-A PostgreSQL implementation only has to provide the same methods (``reserve_budget`` in one transaction that locks
-the mailbox's ledger).
+:class:`SendStore` is what the sender needs; :mod:`mailplane.sending.sqlite_store` implements it on SQLite (one
+machine) and :mod:`mailplane.sending.postgres_store` on PostgreSQL (senders on many machines).
 """
 
 from __future__ import annotations
 
 import enum
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mailplane.exceptions import SendError
+from mailplane.exceptions import StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
     from mailplane.integration import SendingLimits, StoreSettings
     from mailplane.sending.governor import LedgerEntry
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINAL_STATES",
+    "UNFINISHED_STATES",
     "ResponseLogEntry",
     "SendRecord",
     "SendState",
     "SendStore",
     "SendTestStatus",
+    "lease_owner_gone",
     "open_send_store",
 ]
 
@@ -57,6 +60,25 @@ class SendState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({SendState.SENT, SendState.FAILED})
+UNFINISHED_STATES = tuple(s for s in SendState if s not in FINAL_STATES)
+
+
+def lease_owner_gone(owner: str) -> bool:
+    """Whether a lease's owner (``host:pid:...``) is a process of this host that no longer runs."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it runs, as another user
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -228,16 +250,26 @@ class SendStore(Protocol):
         ...
 
 
-def open_send_store(settings: StoreSettings) -> SendStore:
+def open_send_store(settings: StoreSettings, environ: Mapping[str, str] | None = None) -> SendStore:
     """Open the send store the integration config names (``IntegrationConfig.store``).
 
-    Only SQLite is implemented for sends; a PostgreSQL store config is refused with what to do instead.
+    SQLite at ``store.path``; PostgreSQL with the connection string in the variable ``store.dsnEnv`` names (read
+    from ``environ``, default ``os.environ``). Raises :class:`~mailplane.exceptions.StoreError`.
     """
-    if settings.backend != "sqlite" or settings.sqlite_path is None:
-        raise SendError(
-            f"opening the send store: store.backend is {settings.backend!r}, but sends keep their state in SQLite "
-            "for now. Set store.backend to 'sqlite' (with store.path) in the integration config for the sender"
-        )
+    if settings.backend == "postgres":
+        env = os.environ if environ is None else environ
+        try:
+            dsn = settings.postgres_dsn(env)
+        except KeyError:
+            raise StoreError(
+                f"opening the PostgreSQL send store: the variable {settings.dsn_env} is not set. Set it to the "
+                "database's connection string (postgresql://user@host/db), or use store.backend 'sqlite'"
+            ) from None
+        from mailplane.sending.postgres_store import PostgresSendStore  # noqa: PLC0415 - psycopg only when used
+
+        return PostgresSendStore(dsn)
+    if settings.sqlite_path is None:
+        raise StoreError("opening the send store: store.path is not set. Set it in the integration config")
     from mailplane.sending.sqlite_store import SQLiteSendStore  # noqa: PLC0415 - avoid an import cycle
 
     return SQLiteSendStore(settings.sqlite_path)

@@ -145,6 +145,32 @@ def test_draft_then_send__immutable_ids__draft_id_addresses_sent_copy(tenant):
     assert tenant.requests.count(kind="message.send", status=202) == 1
 
 
+def test_draft_then_send__delete_after_submit_property__delivered_and_no_sent_copy_kept(tenant):
+    from msgraph.generated.models.single_value_legacy_extended_property import SingleValueLegacyExtendedProperty
+
+    async def scenario():
+        client = graph_client(tenant)
+        config = RequestConfiguration()
+        config.headers.add("Prefer", 'IdType="ImmutableId"')
+        messages = client.users.by_user_id(SENDER).messages
+        message = _message("Gone after send")
+        message.single_value_extended_properties = [
+            SingleValueLegacyExtendedProperty(id="Boolean 0x0E01", value="true")
+        ]
+        draft = await messages.post(message, request_configuration=config)
+        await messages.by_message_id(draft.id).send.post()
+        await messages.by_message_id(draft.id).get(request_configuration=config)
+
+    with pytest.raises(ODataError) as caught:
+        run(scenario)
+    assert caught.value.response_status_code == 404
+    [record] = tenant.state.outbox(SENDER)
+    assert (record.subject, record.sent_item_id) == ("Gone after send", None)
+    assert tenant.state.messages(SENDER, "sentitems") == []
+    assert tenant.state.messages(SENDER, "drafts") == []
+    assert [m.subject for m in tenant.state.messages(SHARED, "inbox")] == ["Gone after send"]
+
+
 def test_draft_then_send__rest_ids__old_draft_id_is_gone_after_send(tenant):
     async def scenario():
         client = graph_client(tenant)

@@ -10,7 +10,9 @@ import time
 import httpx
 import pytest
 from importing_harness import BILLING, RECORDS, SUPPORT, eml
+from sink_harness import SECRET, Endpoint
 
+from mailplane.devtenant.server import BackgroundServer
 from mailplane.graph import GraphClient, StaticTokenCredential
 from mailplane.importing import open_import_store
 from mailplane.importing.blobs import FileBlobStore
@@ -18,6 +20,8 @@ from mailplane.importing.importer import Importer
 from mailplane.importing.receiver import NotificationReceiver, bind_socket, importer_syncer, serve_notifications
 from mailplane.importing.routing import InMemoryRecords
 from mailplane.importing.subscriptions import SubscriptionManager, inbox_resource
+from mailplane.importing.webhook_sink import WebhookSinkDeliverer, verify_signature
+from mailplane.integration import WebhookSink
 
 CLIENT_STATE = "client-state-secret-1234"
 
@@ -38,8 +42,9 @@ async def eventually(predicate, *, within: float = 30.0, what: str = "the condit
 class Service:
     """mailplane serve's parts, running in the test's event loop."""
 
-    def __init__(self, tenant, config, sock, clock=None):
+    def __init__(self, tenant, config, sock, clock=None, sink_url=None):
         self.tenant, self.config, self.sock, self.clock = tenant, config, sock, clock
+        self.sink_url = sink_url
 
     async def __aenter__(self):
         self.store = open_import_store(self.config.store)
@@ -58,9 +63,15 @@ class Service:
         self.receiver = NotificationReceiver(
             client_state=CLIENT_STATE, manager=self.manager, syncer=importer_syncer(self.importer), workers=2
         )
+        self.sink = None
+        if self.sink_url is not None:
+            settings = WebhookSink(url=self.sink_url, secret_env="HOOK_SECRET", timeout_seconds=5, max_attempts=3)
+            self.sink = WebhookSinkDeliverer(settings, self.store, environ={"HOOK_SECRET": SECRET})
         self.stop, ready = asyncio.Event(), asyncio.Event()
         self.task = asyncio.create_task(
-            serve_notifications(self.receiver, self.manager, sock=self.sock, stop=self.stop, ready=ready)
+            serve_notifications(
+                self.receiver, self.manager, sock=self.sock, stop=self.stop, ready=ready, sink=self.sink
+            )
         )
         await asyncio.wait_for(ready.wait(), 30)
         await self.receiver.drain()
@@ -69,6 +80,8 @@ class Service:
     async def __aexit__(self, *exc):
         self.stop.set()
         await self.task
+        if self.sink is not None:
+            await self.sink.aclose()
         await self.graph.aclose()
         await self.store.close()
 
@@ -301,3 +314,22 @@ def test_subscriptions__service_restarted__stored_subscriptions_reused_not_dupli
     assert [r.subscription_id for r in first] == [r.subscription_id for r in second]
     assert len(tenant.state.subscriptions) == 2
     assert tenant.requests.count(kind="subscription.create") == 2
+
+
+def test_serve__with_a_webhook_sink__new_mail_is_imported_then_posted_signed_once(tenant, config, sock):
+    endpoint = Endpoint()
+
+    async def scenario():
+        with BackgroundServer(endpoint.app) as server:
+            url = f"{server.base_url}/hooks/mailplane"
+            async with Service(tenant, config, sock, sink_url=url):
+                tenant.state.seed_eml(SUPPORT, eml("Printer on fire", message_id="<hook@contoso.example>"))
+                await eventually(lambda: endpoint.posts, what="the webhook delivery")
+                await asyncio.sleep(0.2)  # a second post would arrive now
+
+    asyncio.run(scenario())
+    [post] = endpoint.posts
+    assert verify_signature(
+        SECRET.encode(), post.headers["x-mailplane-timestamp"], post.body, post.headers["x-mailplane-signature"]
+    )
+    assert post.json["conversation"]["messages"][0]["internetMessageId"] == "<hook@contoso.example>"

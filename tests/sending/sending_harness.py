@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from dataclasses import dataclass
 from email import message_from_bytes
 
 import httpx
+import pytest
 
 from mailplane.devtenant.app import DevTenant
 from mailplane.graph import GraphClient, StaticTokenCredential
@@ -44,6 +47,14 @@ def inbox_count(tenant: DevTenant, mailbox: str = INTERNAL) -> int:
 class Harness:
     tenant: DevTenant
     store_path: object
+    postgres: tuple[str, str] | None = None  # (dsn, schema) when the sends keep state in PostgreSQL
+
+    def open_store(self):
+        if self.postgres is None:
+            return SQLiteSendStore(self.store_path)
+        from mailplane.sending.postgres_store import PostgresSendStore
+
+        return PostgresSendStore(self.postgres[0], schema=self.postgres[1])
 
     def client(self, **options) -> GraphClient:
         options.setdefault("retry_delay", 0)
@@ -61,20 +72,50 @@ class Harness:
 
         async def main():
             async with self.client(**client_options) as client:
-                with SQLiteSendStore(self.store_path) as store:
+                with self.open_store() as store:
                     return await scenario(lambda **o: self.sender(client, store, **o), store)
 
         return asyncio.run(main())
 
 
 @contextlib.contextmanager
-def harness(tmp_path, **tenant_options):
+def harness(tmp_path, backend="sqlite", **tenant_options):
+    postgres = None
+    if backend == "postgres":
+        postgres = (postgres_dsn(), fresh_schema())
     tenant = start_tenant(**tenant_options)
     try:
-        yield Harness(tenant, tmp_path / "send.sqlite3")
+        yield Harness(tenant, tmp_path / "send.sqlite3", postgres)
     finally:
         tenant.stop()
+        if postgres is not None:
+            drop_schema(*postgres)
 
 
 def short_timeout() -> httpx.Timeout:
     return httpx.Timeout(1.0, connect=1.0)
+
+
+POSTGRES_DSN_VARIABLE = "MAILPLANE_TEST_POSTGRES_DSN"
+
+
+def postgres_dsn() -> str:
+    """The test server's DSN (scripts/postgres), or skip the test saying how to get one."""
+    dsn = os.environ.get(POSTGRES_DSN_VARIABLE)
+    if not dsn:
+        pytest.skip(
+            f"{POSTGRES_DSN_VARIABLE} is unset: run ./scripts/test, or 'eval \"$(scripts/postgres env)\"' first"
+        )
+    return dsn
+
+
+def fresh_schema() -> str:
+    return f"test_send_{uuid.uuid4().hex[:12]}"
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sending_harness import INTERNAL, SENDER, delivered_keys, start_tenant
+from sending_harness import INTERNAL, SENDER, delivered_keys, drop_schema, fresh_schema, postgres_dsn, start_tenant
 
 from mailplane.cli import main
 
@@ -135,8 +135,30 @@ def test_store_path_from_the_environment__used_instead_of_the_configs(tmp_path, 
     assert not (tmp_path / "state" / "send.sqlite3").exists()
 
 
-def test_postgres_store__send_refused_with_what_to_do(tmp_path, tenant):
-    config = _config(tmp_path, tenant, store={"backend": "postgres"})
+def test_postgres_store_without_its_variable__error_names_the_variable(tmp_path, tenant):
+    config = _config(tmp_path, tenant, store={"backend": "postgres", "dsnEnv": "SEND_TEST_DSN"})
     result = _invoke("send", "--config", str(config), "--to", INTERNAL, "--text", "x")
     assert result.exit_code == 1
-    assert "sends keep their state in SQLite for now" in result.output
+    assert "the variable SEND_TEST_DSN is not set" in result.output
+
+
+def test_postgres_store__send_then_status__state_kept_in_postgres(tmp_path, tenant):
+    import psycopg
+    from psycopg import sql
+
+    dsn, schema = postgres_dsn(), fresh_schema()
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        config = _config(tmp_path, tenant, store={"backend": "postgres", "dsnEnv": "SEND_TEST_DSN"})
+        env = {"SEND_TEST_DSN": f"{dsn}{'&' if '?' in dsn else '?'}options=-csearch_path%3D{schema}"}
+        sent = _invoke("send-test", "--config", str(config), "--to", INTERNAL, **env)
+        assert sent.exit_code == 0, sent.output
+        data = json.loads(_invoke("status", "--config", str(config), "--json", **env).output)
+        assert (data["sends"]["sent"], data["sendTest"]["status"]) == (1, "sent")
+        with psycopg.connect(dsn) as connection:
+            query = sql.SQL("SELECT count(*) FROM {}.send_messages").format(sql.Identifier(schema))
+            assert connection.execute(query).fetchone()[0] == 1
+        assert not (tmp_path / "state").exists()
+    finally:
+        drop_schema(dsn, schema)

@@ -250,3 +250,16 @@ def test_send_state__sent_record_keeps_draft_id_and_time(h):
     assert record.draft_id
     assert record.sent_at
     assert inbox_count(h.tenant) == 1
+
+
+def test_same_key_after_the_per_message_limit_changed__first_send_returned_not_split_again(h):
+    to = tuple(Address(f"p{i}@northwind.example") for i in range(4))
+
+    async def scenario(make, _store):
+        first = await make().send(_message(to=to), idempotency_key="k")
+        again = await make(limits=SendingLimits(recipients_per_message=2)).send(_message(to=to), idempotency_key="k")
+        return first, again
+
+    first, again = h.run(scenario)
+    assert [p.key for p in again.parts] == [p.key for p in first.parts] == ["k"]
+    assert delivered_keys(h.tenant) == ["k"]

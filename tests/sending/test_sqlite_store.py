@@ -1,4 +1,6 @@
-"""The SQLite send store: idempotent adds, leases, the governor's atomic reservation, send-test status."""
+"""The send stores (SQLite, and PostgreSQL when the test server runs): idempotent adds, leases, the governor's
+atomic reservation across processes, send-test status.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +8,9 @@ import multiprocessing
 import sqlite3
 
 import pytest
+from sending_harness import drop_schema, fresh_schema, postgres_dsn
 
-from mailplane.exceptions import IdempotencyConflictError, SendError, StoreError
+from mailplane.exceptions import IdempotencyConflictError, StoreError
 from mailplane.integration import SendingLimits, StoreSettings
 from mailplane.sending.outgoing import Address, OutgoingAttachment, OutgoingMessage, content_fingerprint
 from mailplane.sending.sqlite_store import SQLiteSendStore
@@ -35,17 +38,38 @@ def _record(key="k1", subject="Hi", **changes):
     return SendRecord(**{**fields, **changes})
 
 
+def _open(spec):
+    kind, where, *schema = spec
+    if kind == "sqlite":
+        return SQLiteSendStore(where)
+    from mailplane.sending.postgres_store import PostgresSendStore
+
+    return PostgresSendStore(where, schema=schema[0])
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_spec(request, tmp_path):
+    if request.param == "sqlite":
+        yield ("sqlite", str(tmp_path / "state" / "send.sqlite3"))
+        return
+    dsn = postgres_dsn()
+    schema = fresh_schema()
+    yield ("postgres", dsn, schema)
+    drop_schema(dsn, schema)
+
+
 @pytest.fixture
-def store(tmp_path):
-    with SQLiteSendStore(tmp_path / "state" / "send.sqlite3") as opened:
+def store(store_spec):
+    with _open(store_spec) as opened:
         yield opened
 
 
-def test_new_store__file_in_wal_mode_with_send_tables(store):
-    db = sqlite3.connect(store.path)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"send_messages", "send_attachments", "send_ledger", "send_tests"} <= tables
+def test_new_sqlite_store__file_in_wal_mode_with_send_tables(tmp_path):
+    with SQLiteSendStore(tmp_path / "send.sqlite3") as store:
+        db = sqlite3.connect(store.path)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"send_messages", "send_attachments", "send_ledger", "send_tests"} <= tables
 
 
 def test_add__round_trips_message_and_attachment_bytes(store):
@@ -119,21 +143,20 @@ def test_reserve__limit_reached__returns_when_and_records_nothing(store):
     assert [e.at for e in store.ledger(MAILBOX, 0.0)] == [100.0, 130.0]
 
 
-def _reserve_many(path, worker, count, results):
+def _reserve_many(spec, worker, count, results):
     limits = SendingLimits(recipients_per_day=1000, messages_per_minute=7)
-    with SQLiteSendStore(path) as store:
+    with _open(spec) as store:
         granted = sum(
             1 for i in range(count) if store.reserve_budget(MAILBOX, f"{worker}-{i}", 1, 500.0, limits) <= 500
         )
     results.put(granted)
 
 
-def test_reserve_from_four_processes_at_once__exactly_the_limit_granted(tmp_path):
-    path = tmp_path / "send.sqlite3"
-    SQLiteSendStore(path).close()
+def test_reserve_from_four_processes_at_once__exactly_the_limit_granted(store_spec):
+    _open(store_spec).close()
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    workers = [context.Process(target=_reserve_many, args=(path, w, 5, results)) for w in range(4)]
+    workers = [context.Process(target=_reserve_many, args=(store_spec, w, 5, results)) for w in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -149,9 +172,16 @@ def test_send_test_status__saved_and_read_back(store):
     assert (status.status, status.response_log) == ("sent", (entry,))
 
 
-def test_open__postgres_backend__refused_with_what_to_do():
-    with pytest.raises(SendError, match="sends keep their state in SQLite for now"):
-        open_send_store(StoreSettings("postgres", dsn_env="DSN"))
+def test_open__postgres_backend_without_its_variable__error_names_the_variable():
+    with pytest.raises(StoreError, match="the variable SEND_DSN is not set"):
+        open_send_store(StoreSettings("postgres", dsn_env="SEND_DSN"), environ={})
+
+
+def test_open__postgres_server_unreachable__store_error_without_the_password():
+    dsn = "postgresql://mailplane:hunter2@127.0.0.1:9/mailplane"
+    with pytest.raises(StoreError, match="opening the PostgreSQL send store") as caught:
+        open_send_store(StoreSettings("postgres", dsn_env="SEND_DSN"), environ={"SEND_DSN": dsn})
+    assert "hunter2" not in str(caught.value)
 
 
 def test_open__path_is_a_directory__store_error_names_the_path(tmp_path):
