@@ -24,6 +24,7 @@ import asyncio
 import datetime as dt
 import json
 import multiprocessing
+import os
 import tempfile
 import time
 import urllib.request
@@ -85,6 +86,15 @@ def _serve(args: Any, ready: Any, stop: Any) -> None:
     ready.put(tenant.base_url)
     stop.wait()
     tenant.stop()
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _counters(base_url: str) -> dict[str, int]:
@@ -194,18 +204,40 @@ def _split(counters: dict[str, int]) -> dict[str, int]:
     return groups
 
 
-def main() -> None:
-    """Run the benchmark and print the figures."""
+def _ceiling(args: Any) -> tuple[float, int]:
+    """Messages per second the model allows at best (see the module docstring), and how many have attachments."""
+    per_mailbox = args.messages // args.mailboxes
+
+    def has_attachment(n: int) -> bool:
+        return bool(args.attachment_every) and n % args.attachment_every == 0
+
+    attachment_messages = sum(1 for n in range(per_mailbox * args.mailboxes) if has_attachment(n))
+    worst_attachments = max(
+        sum(1 for n in range(m * per_mailbox, (m + 1) * per_mailbox) if has_attachment(n))
+        for m in range(args.mailboxes)
+    )
+    min_requests = per_mailbox + 2 * worst_attachments
+    ceiling_seconds = min_requests * (args.latency_ms / 1000.0) / args.concurrency
+    return per_mailbox * args.mailboxes / ceiling_seconds, attachment_messages
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--mailboxes", type=int, default=10)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="per request (Graph mail calls: 100+ ms)")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--naive", type=int, default=100, help="messages for the naive sequential loop")
+    parser.add_argument("--naive", type=int, default=50, help="messages for the naive sequential loop")
     parser.add_argument("--attachment-every", type=int, default=50, help="every Nth message has a 20 kB attachment")
     parser.add_argument("--page-size", type=int, default=500)
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    args = _arguments()
+
+    load_before = os.getloadavg()[0]
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Queue(), context.Event()
     server = context.Process(target=_serve, args=(args, ready, stop), daemon=True)
@@ -220,29 +252,19 @@ def main() -> None:
             config = _config(work, mailboxes, base_url)
             naive_count, naive_seconds = asyncio.run(_naive(config, base_url, work))
             _clear(base_url)
+            tenant_cpu = _cpu_seconds(server.pid)
+            own_cpu = time.process_time()
             (report, stored), seconds = asyncio.run(_import(config, work, args.page_size))
+            own_cpu = time.process_time() - own_cpu
+            tenant_cpu = _cpu_seconds(server.pid) - tenant_cpu
             counters = _counters(base_url)
     finally:
         stop.set()
         server.join(timeout=30)
 
+    ceiling_rate, attachment_messages = _ceiling(args)
     imported = report.imported
     per_mailbox = args.messages // args.mailboxes
-    attachment_messages = sum(
-        1 for n in range(per_mailbox * args.mailboxes) if args.attachment_every and n % args.attachment_every == 0
-    )
-    worst_attachments = max(
-        sum(
-            1
-            for n in range(m * per_mailbox, (m + 1) * per_mailbox)
-            if args.attachment_every and n % args.attachment_every == 0
-        )
-        for m in range(args.mailboxes)
-    )
-    latency = args.latency_ms / 1000.0
-    min_requests = per_mailbox + 2 * worst_attachments
-    ceiling_seconds = min_requests * latency / args.concurrency
-    ceiling_rate = per_mailbox * args.mailboxes / ceiling_seconds
     rate = imported / seconds
     naive_rate = naive_count / naive_seconds
     groups = _split(counters)
@@ -253,6 +275,10 @@ def main() -> None:
         f"({attachment_messages} with a 20 kB attachment)"
     )
     print(f"imported {imported} messages ({stored} in the store, {report.failed} failed) in {seconds:.2f} s")
+    print(
+        f"CPU used meanwhile: importer {own_cpu:.2f} s, dev tenant {tenant_cpu:.2f} s, on {os.cpu_count()} CPUs "
+        f"(load average before the run {load_before:.2f})"
+    )
     print(f"throughput            {rate:8.1f} messages/s")
     print(
         f"ceiling of the model  {ceiling_rate:8.1f} messages/s  -> {rate / ceiling_rate:6.1%} of the ceiling "

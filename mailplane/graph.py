@@ -214,7 +214,10 @@ def _build_http_client(
     ]
     middleware.append(GraphClientFactory._get_telemetry_handler(options))  # noqa: SLF001 - same as the default chain
     # No base_url on the httpx client: the adapter's base URL is set without a trailing slash (see the module doc).
-    client = httpx.AsyncClient(timeout=timeout, transport=transport, http2=transport is None)
+    # Keep enough idle connections for 4 requests in flight on each of many mailboxes: httpx keeps 20 by default,
+    # and over HTTP/1.1 (proxies, the dev tenant) every request beyond that opened and closed a connection.
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=200)
+    client = httpx.AsyncClient(timeout=timeout, transport=transport, http2=transport is None, limits=limits)
     return GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
 

@@ -117,6 +117,11 @@ class _MailboxRun:
         self._lane_count = importer.graph.limiter.limit
         self._draining = False
         self._tail_size: int | None = None
+        # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
+        # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
+        self._high_water = self._lane_count * BATCH_LIMIT * 2
+        self._room = asyncio.Event()
+        self._room.set()
         self._move_back: set[str] = set()
         self._gate = asyncio.Semaphore(importer.messages_in_parallel)
 
@@ -131,6 +136,8 @@ class _MailboxRun:
         if move_back:
             self._move_back.add(immutable_id)
         self._to_mark.append((immutable_id, 0))
+        if len(self._to_mark) >= self._high_water:
+            self._room.clear()
         self._kick()
 
     # Marking read runs in "lanes", as many as requests may be in flight on the mailbox. Each lane sends one chained
@@ -157,6 +164,8 @@ class _MailboxRun:
                         self._tail_size = max(1, -(-len(self._to_mark) // self._lane_count))
                     size = self._tail_size
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
+                if len(self._to_mark) < self._high_water:
+                    self._room.set()
                 await self._flush(batch)
         finally:
             self._lanes -= 1
@@ -170,17 +179,23 @@ class _MailboxRun:
             self.report.errors.append(str(error))
             logger.warning("%s", error)
             return
-        finished = [*result.done, *result.gone]
-        if finished:
-            await self.store.mark_read(self.mailbox, finished)
-            self.report.marked_read += len(result.done)
         attempts = dict(batch)
-        for immutable_id in finished:
-            if immutable_id in self._move_back:
-                await self._move_back_to_folder(immutable_id)
         for immutable_id in result.failed:
             if attempts[immutable_id] + 1 < _MARK_READ_ATTEMPTS:
                 self._to_mark.append((immutable_id, attempts[immutable_id] + 1))
+        finished = [*result.done, *result.gone]
+        if finished:
+            # Recorded in the background so the lane sends its next batch at once (the store may be busy).
+            task = asyncio.create_task(self._record_read(finished, len(result.done)))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _record_read(self, finished: list[str], marked: int) -> None:
+        await self.store.mark_read(self.mailbox, finished)
+        self.report.marked_read += marked
+        for immutable_id in finished:
+            if immutable_id in self._move_back:
+                await self._move_back_to_folder(immutable_id)
 
     async def drain(self) -> None:
         """Mark read everything queued, retrying items a batch could not do."""
@@ -266,6 +281,7 @@ class _MailboxRun:
 
     async def import_message(self, message: GraphMessage, *, retry: bool = False) -> None:
         immutable_id = message.id or ""
+        await self._room.wait()
         async with self._gate:
             try:
                 facts = message_facts(message, mailbox=self.mailbox, mailbox_name=self.account.display_name)
