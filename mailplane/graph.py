@@ -68,6 +68,7 @@ __all__ = [
     "MailboxConcurrencyLimiter",
     "StaticTokenCredential",
     "build_graph_service_client",
+    "credential_for_base_url",
     "credential_from_environment",
     "normalize_base_url",
     "translate_graph_error",
@@ -153,6 +154,23 @@ def credential_from_environment(environ: Mapping[str, str] | None = None) -> Asy
     if env.get("IDENTITY_ENDPOINT") or env.get("MSI_ENDPOINT"):
         return aio.ManagedIdentityCredential(client_id=client_id) if client_id else aio.ManagedIdentityCredential()
     return aio.DefaultAzureCredential(exclude_interactive_browser_credential=True)
+
+
+def credential_for_base_url(
+    base_url: str, environ: Mapping[str, str] | None = None
+) -> StaticTokenCredential | AsyncTokenCredential:
+    """The credential a command uses for ``base_url``: the dev tenant's static token or the environment's.
+
+    A loopback URL (the dev tenant) without ``AZURE_CLIENT_ID``/managed-identity variables gets a
+    :class:`StaticTokenCredential` with ``$MAILPLANE_DEV_TOKEN`` (default ``dev-tenant-token``); anything else gets
+    :func:`credential_from_environment`.
+    """
+    env = os.environ if environ is None else environ
+    host = (urlsplit(base_url).hostname or "").lower()
+    has_azure = any(env.get(name) for name in ("AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"))
+    if _is_loopback(host) and not has_azure:
+        return StaticTokenCredential(env.get("MAILPLANE_DEV_TOKEN", "dev-tenant-token"))
+    return credential_from_environment(env)
 
 
 # --- base URL, retries, the SDK client ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -65,19 +64,6 @@ def _load(config_path: Path, store_path: Path | None) -> IntegrationConfig:
     return config
 
 
-def _credential(base_url: str) -> Any:
-    from urllib.parse import urlsplit
-
-    from mailplane.graph import StaticTokenCredential, credential_from_environment
-
-    host = (urlsplit(base_url).hostname or "").lower()
-    has_azure = any(os.environ.get(name) for name in ("AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"))
-    if host in ("127.0.0.1", "::1", "localhost") and not has_azure:
-        # The dev tenant accepts any bearer token (or the one it was started with, given as MAILPLANE_DEV_TOKEN).
-        return StaticTokenCredential(os.environ.get("MAILPLANE_DEV_TOKEN", "dev-tenant-token"))
-    return credential_from_environment()
-
-
 def _open_store(config: IntegrationConfig) -> SendStore:
     from mailplane.sending.store import open_send_store
 
@@ -94,7 +80,7 @@ async def _with_sender(
     """Run ``action`` with a sender for the designated mailbox; close everything afterwards."""
     import httpx
 
-    from mailplane.graph import GraphClient
+    from mailplane.graph import GraphClient, credential_for_base_url
     from mailplane.sending.response_log import RecordingTransport
     from mailplane.sending.sender import Sender
 
@@ -102,7 +88,7 @@ async def _with_sender(
     recorder = RecordingTransport(httpx.AsyncHTTPTransport()) if record_responses else None
     store = _open_store(config)
     try:
-        async with GraphClient(_credential(base_url), base_url=base_url, transport=recorder) as client:
+        async with GraphClient(credential_for_base_url(base_url), base_url=base_url, transport=recorder) as client:
             return await action(Sender.for_designated(config, client, store, recorder=recorder))
     finally:
         store.close()

@@ -1,11 +1,11 @@
 """Chunked upload of a large attachment to an Outlook upload session: sequential ``PUT``s with ``Content-Range``.
 
 The upload URL is pre-authenticated: no ``Authorization`` header goes with it (sending the Graph token to it would
-hand the token to another host). Chunks are at most 4 MB, as Outlook asks (the default is a multiple of
-320 KiB, which OneDrive needs too). Each answer
-(200 with ``nextExpectedRanges``, 201 at the end) is checked; any other answer, or a lost connection, raises
-:class:`UploadError`, after which the caller checks whether the attachment arrived and otherwise starts a new
-session (a chunk whose answer was lost cannot be told apart from one that never arrived).
+hand the token to another host). Chunks are at most 4 MB, as Outlook asks (the default, 3.75 MiB, is a multiple of
+320 KiB, which OneDrive needs too). Each answer (200 with ``nextExpectedRanges``, 201 at the end) is checked; any
+other answer, or a lost connection, raises :class:`UploadError`, after which the caller checks whether the
+attachment arrived and otherwise starts a new session (a chunk whose answer was lost cannot be told apart from one
+that never arrived).
 
 msgraph-core's ``LargeFileUploadTask`` is not used: it fails on Outlook's ``nextExpectedRanges: ["4096"]`` form
 (``int('')``) after the first chunk.

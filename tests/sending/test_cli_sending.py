@@ -162,3 +162,18 @@ def test_postgres_store__send_then_status__state_kept_in_postgres(tmp_path, tena
         assert not (tmp_path / "state").exists()
     finally:
         drop_schema(dsn, schema)
+
+
+def test_credential__loopback_without_azure_variables__dev_tenant_token_else_the_environments():
+    import asyncio
+
+    from mailplane.graph import StaticTokenCredential, credential_for_base_url
+
+    dev = credential_for_base_url("http://127.0.0.1:8650/v1.0", {"MAILPLANE_DEV_TOKEN": "t-1"})
+    assert isinstance(dev, StaticTokenCredential)
+    assert asyncio.run(dev.get_token("https://graph.microsoft.com/.default")).token == "t-1"
+    secret = {"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"}
+    assert type(credential_for_base_url("http://127.0.0.1:8650/v1.0", secret)).__name__ == "ClientSecretCredential"
+    assert (
+        type(credential_for_base_url("https://graph.microsoft.com/v1.0", secret)).__name__ == "ClientSecretCredential"
+    )
