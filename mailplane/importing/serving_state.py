@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mailplane.importing.store import ConversationRecord
 
 __all__ = [
+    "SINK_SCAN_WINDOW",
     "ServingStore",
     "SinkDelivery",
     "SinkDeliveryStatus",
@@ -27,6 +28,10 @@ __all__ = [
     "SubscriptionStore",
     "idempotency_key",
 ]
+
+
+SINK_SCAN_WINDOW = 10_000
+"""How far below the newest enqueued message id a ``recent_only`` scan for undelivered records starts."""
 
 
 def idempotency_key(destination: str, internet_message_id: str) -> str:
@@ -60,11 +65,13 @@ class SinkDelivery:
 class SinkOutbox(Protocol):
     """The delivery queue of the webhook sink, kept in the import store next to the records it delivers."""
 
-    async def enqueue_sink_deliveries(self, *, limit: int = 1000) -> int:
+    async def enqueue_sink_deliveries(self, *, limit: int = 1000, recent_only: bool = False) -> int:
         """Add a ``pending`` delivery for each message record that has none yet (at most ``limit``); return how many.
 
         Idempotent, safe from several workers at once. The key is :func:`idempotency_key` of the record's
-        destination and Internet message id.
+        destination and Internet message id. ``recent_only`` looks only at records whose id is above the newest
+        enqueued one minus :data:`SINK_SCAN_WINDOW` (cheap on a large store; ids committed out of order by concurrent
+        workers stay well inside the window); without it every record is checked.
         """
         ...
 

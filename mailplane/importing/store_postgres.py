@@ -32,7 +32,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from mailplane.exceptions import StoreError
-from mailplane.importing.serving_state import SinkDelivery, SinkDeliveryStatus, SubscriptionRecord, idempotency_key
+from mailplane.importing.serving_state import (
+    SINK_SCAN_WINDOW,
+    SinkDelivery,
+    SinkDeliveryStatus,
+    SubscriptionRecord,
+    idempotency_key,
+)
 from mailplane.importing.store import (
     ConversationRecord,
     DestinationInput,
@@ -869,16 +875,22 @@ class PostgresImportStore:
 
     # --- the webhook sink's outbox -----------------------------------------------------------------------------
 
-    async def enqueue_sink_deliveries(self, *, limit: int = 1000) -> int:
+    async def enqueue_sink_deliveries(self, *, limit: int = 1000, recent_only: bool = False) -> int:
         """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.enqueue_sink_deliveries`."""
 
         async def work(connection: AsyncConnection[_Row]) -> int:
+            floor = 0
+            if recent_only:
+                newest = await (
+                    await connection.execute("SELECT COALESCE(MAX(message_id), 0) AS newest FROM sink_deliveries")
+                ).fetchone()
+                floor = int(newest["newest"]) - SINK_SCAN_WINDOW  # type: ignore[index]
             rows = await (
                 await connection.execute(
                     "SELECT m.id, m.conversation_id, m.destination, m.internet_message_id FROM messages m "
-                    "WHERE NOT EXISTS (SELECT 1 FROM sink_deliveries d WHERE d.message_id = m.id) "
+                    "WHERE m.id > %s AND NOT EXISTS (SELECT 1 FROM sink_deliveries d WHERE d.message_id = m.id) "
                     "ORDER BY m.id LIMIT %s",
-                    (limit,),
+                    (floor, limit),
                 )
             ).fetchall()
             if not rows:

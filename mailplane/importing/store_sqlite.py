@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from mailplane.exceptions import StoreError
-from mailplane.importing.serving_state import SinkDelivery, SinkDeliveryStatus, SubscriptionRecord, idempotency_key
+from mailplane.importing.serving_state import (
+    SINK_SCAN_WINDOW,
+    SinkDelivery,
+    SinkDeliveryStatus,
+    SubscriptionRecord,
+    idempotency_key,
+)
 from mailplane.importing.store import (
     ConversationRecord,
     DestinationInput,
@@ -843,16 +849,21 @@ class SqliteImportStore:
         found = await self._run(self._conversations, None, conversation_id)
         return found[0] if found else None
 
-    async def enqueue_sink_deliveries(self, *, limit: int = 1000) -> int:
+    async def enqueue_sink_deliveries(self, *, limit: int = 1000, recent_only: bool = False) -> int:
         """See :meth:`mailplane.importing.webhook_sink.SinkOutbox.enqueue_sink_deliveries`."""
-        return await self._run(self._enqueue_sink_deliveries, limit)
+        return await self._run(self._enqueue_sink_deliveries, limit, recent_only)
 
-    def _enqueue_sink_deliveries(self, connection: sqlite3.Connection, limit: int) -> int:
+    def _enqueue_sink_deliveries(self, connection: sqlite3.Connection, limit: int, recent_only: bool) -> int:
         with self._write(connection):
+            floor = 0
+            if recent_only:
+                newest = connection.execute("SELECT COALESCE(MAX(message_id), 0) FROM sink_deliveries").fetchone()[0]
+                floor = int(newest) - SINK_SCAN_WINDOW
             rows = connection.execute(
                 "SELECT m.id, m.conversation_id, m.destination, m.internet_message_id FROM messages m "
-                "WHERE NOT EXISTS (SELECT 1 FROM sink_deliveries d WHERE d.message_id = m.id) ORDER BY m.id LIMIT ?",
-                (limit,),
+                "WHERE m.id > ? AND NOT EXISTS (SELECT 1 FROM sink_deliveries d WHERE d.message_id = m.id) "
+                "ORDER BY m.id LIMIT ?",
+                (floor, limit),
             ).fetchall()
             now = self._now()
             for row in rows:

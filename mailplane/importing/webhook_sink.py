@@ -77,6 +77,7 @@ _SIGNATURE_VERSION = "v1"
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 _MAX_RETRY_AFTER = dt.timedelta(hours=1)
 _CLAIM_LEASE = dt.timedelta(minutes=2)
+_FULL_SCAN_EVERY = dt.timedelta(hours=1)
 _REQUEUE = "'mailplane serve --config FILE --requeue-failed-deliveries'"
 
 # --- signing -----------------------------------------------------------------------------------------------------
@@ -238,6 +239,7 @@ class WebhookSinkDeliverer:
         self._jitter = jitter or (lambda: random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not cryptography
         self._client = httpx.AsyncClient(timeout=settings.timeout_seconds, transport=transport, follow_redirects=False)
         self._wake = asyncio.Event()
+        self._next_full_scan = 0.0
 
     def __repr__(self) -> str:
         """The endpoint, never the secret."""
@@ -262,7 +264,11 @@ class WebhookSinkDeliverer:
 
     async def deliver_due(self, *, limit: int = 100) -> DeliveryPass:
         """One pass: enqueue new records, then post every due delivery once (oldest first) and record the outcome."""
-        enqueued = await self._outbox.enqueue_sink_deliveries()
+        # A full scan at start and hourly (records that predate the sink, or a very long outage); else the cheap one.
+        full = time.monotonic() >= self._next_full_scan
+        enqueued = await self._outbox.enqueue_sink_deliveries(recent_only=not full)
+        if full:
+            self._next_full_scan = time.monotonic() + _FULL_SCAN_EVERY.total_seconds()
         claimed = await self._outbox.claim_sink_deliveries(self._holder, limit=limit, lease=_CLAIM_LEASE)
         delivered = retrying = failed = 0
         for delivery in claimed:
