@@ -33,7 +33,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import httpx
@@ -299,10 +299,11 @@ class Sender:
         if template is None:
             known = ", ".join(sorted(self._templates)) or "none"
             raise SendError(f"sending template {name!r} as {self.mailbox}: no such template (defined: {known})")
-        if context.sender.address.lower() != self.mailbox and self._sender is not None:
-            context = _with(context, sender=Person(self._sender.address, self._sender.name))
+        if context.sender.address.lower() != self.mailbox:
+            # The message goes out from this mailbox whatever the caller put there: sender.* codes must agree.
+            context = replace(context, sender=Person(self.mailbox, self._sender.name if self._sender else None))
         if context.reply_to is None and self._reply_to:
-            context = _with(context, reply_to=Person(self._reply_to[0].address, self._reply_to[0].name))
+            context = replace(context, reply_to=Person(self._reply_to[0].address, self._reply_to[0].name))
         personalized = self._personalized or bool(template.merge_codes & PERSONALIZED_CODES)
         if not personalized:
             rendered = template.render(context)
@@ -313,7 +314,7 @@ class Sender:
             return [await self.send(message, idempotency_key=idempotency_key, wait=wait)]
         receipts = []
         for person in (*to, *cc, *bcc):
-            rendered = template.render(_with(context, recipient=Person(person.address, person.name)))
+            rendered = template.render(replace(context, recipient=Person(person.address, person.name)))
             message = OutgoingMessage(
                 to=(person,), subject=rendered.subject, text=rendered.text, html=rendered.html, attachments=attachments
             )
@@ -601,9 +602,3 @@ class Sender:
             with contextlib.suppress(GraphError):
                 await self._drafts.delete_message(record.draft_id)
         return record
-
-
-def _with(context: MergeContext, **changes: object) -> MergeContext:
-    from dataclasses import replace  # noqa: PLC0415 - local to this small adapter
-
-    return replace(context, **changes)  # type: ignore[arg-type]
