@@ -116,7 +116,6 @@ class _MailboxRun:
         self._lanes = 0
         self._lane_count = importer.graph.limiter.limit
         self._draining = False
-        self._tail_size: int | None = None
         # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
         # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
         self._high_water = self._lane_count * BATCH_LIMIT * 2
@@ -142,8 +141,8 @@ class _MailboxRun:
 
     # Marking read runs in "lanes", as many as requests may be in flight on the mailbox. Each lane sends one chained
     # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. While more
-    # messages are coming, lanes send full batches of 20; when draining, the tail is shared evenly between the
-    # lanes so they finish together instead of one lane sending the last batches alone.
+    # messages are coming, lanes send full batches of 20; when draining, batches shrink with what is left so the
+    # lanes finish together instead of one lane sending the last batches alone.
 
     def _ready_to_send(self) -> bool:
         return len(self._to_mark) >= BATCH_LIMIT or (self._draining and bool(self._to_mark))
@@ -159,10 +158,9 @@ class _MailboxRun:
         try:
             while self._ready_to_send():
                 size = BATCH_LIMIT
-                if self._draining and len(self._to_mark) < BATCH_LIMIT * self._lane_count:
-                    if self._tail_size is None:
-                        self._tail_size = max(1, -(-len(self._to_mark) // self._lane_count))
-                    size = self._tail_size
+                if self._draining:
+                    # A lane that takes later takes less, so the lanes finish at about the same time.
+                    size = min(BATCH_LIMIT, max(1, -(-len(self._to_mark) // self._lane_count)))
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
                 if len(self._to_mark) < self._high_water:
                     self._room.set()
@@ -202,7 +200,6 @@ class _MailboxRun:
         self._draining = True
         try:
             while self._to_mark or self._flushes:
-                self._tail_size = None
                 self._kick()
                 if self._flushes:
                     await asyncio.gather(*list(self._flushes))
