@@ -297,3 +297,25 @@ def test_template_with_recipient_codes__one_message_per_recipient_rendered_for_e
     assert "Hello Agent," in received.body
     assert "Fabrikam Helpdesk" in received.body
     assert b"Hello Ann," in sent[EXTERNAL].mime
+
+
+def test_queue_run__sends_finished_longer_ago_than_kept__forgotten_so_their_keys_send_again(h):
+    now = [4_000_000.0]
+
+    async def scenario(make, store):
+        sender = make(clock=lambda: now[0], keep_finished_days=30)
+        await sender.send(_message(), idempotency_key="monthly")
+        now[0] += 29 * 86_400.0
+        await sender.send_queued()
+        kept = store.get("monthly")
+        now[0] += 2 * 86_400.0
+        await sender.send_queued()
+        forgotten = store.get("monthly")
+        again = await sender.send(_message(), idempotency_key="monthly")
+        return kept, forgotten, again
+
+    kept, forgotten, again = h.run(scenario)
+    assert kept.state == SendState.SENT
+    assert forgotten is None
+    assert again.state == "sent"
+    assert delivered_keys(h.tenant) == ["monthly", "monthly"]
