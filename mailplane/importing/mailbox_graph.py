@@ -209,6 +209,7 @@ class MailboxGraph:
         self._backoff = backoff_seconds
         self._page_size = page_size
         self._user = client.service.users.by_user_id(mailbox)
+        self._select_content_id = True
 
     async def _retrying(self, doing: str, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``call`` in a concurrency slot, retrying transient failures with backoff."""
@@ -327,17 +328,28 @@ class MailboxGraph:
     # --- attachments ---------------------------------------------------------------------------------------------
 
     async def list_attachments(self, message_id: str) -> list[AttachmentInfo]:
-        """The message's attachments (inline ones included) without their content."""
+        """The message's attachments (inline ones included) without their content.
+
+        ``contentId`` belongs to fileAttachment, not to the attachment base type the collection is declared with;
+        if the service refuses to select it (400), the list is asked for again without it (and from then on).
+        """
         builder = self._user.messages.by_message_id(message_id).attachments
+        fields = ["id", "name", "contentType", "size", "isInline"]
         config = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetRequestConfiguration()
         config.headers.add("Prefer", _IMMUTABLE_IDS)
         config.query_parameters = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(
-            select=["id", "name", "contentType", "size", "isInline", "contentId"]
+            select=[*fields, "contentId"] if self._select_content_id else fields
         )
-        page = await self._retrying(
-            "listing the attachments of a message in",
-            lambda: self._get_json(builder.to_get_request_information(config)),
-        )
+        try:
+            page = await self._retrying(
+                "listing the attachments of a message in",
+                lambda: self._get_json(builder.to_get_request_information(config)),
+            )
+        except GraphError as error:
+            if error.status != 400 or not self._select_content_id:  # noqa: PLR2004 - Bad Request
+                raise
+            self._select_content_id = False
+            return await self.list_attachments(message_id)
         return [_attachment_info(item) for item in page.get("value") or [] if isinstance(item, dict)]
 
     async def stream_attachment(

@@ -232,3 +232,18 @@ def test_incoming_message_handler__not_importable__importer_refuses_to_start_nam
 
     with pytest.raises(ValueError, match=r"settings.incomingMessageHandler 'no_such_package.handler'"):
         load_incoming_message_handler(config)
+
+
+def test_service_refuses_selecting_content_id__attachments_listed_again_without_it__message_imported(
+    tenant, make_config
+):
+    config = make_config()
+    tenant.state.seed_eml(SUPPORT, _html_with_inline_image())
+    refusal = tenant.faults.error(status=400, code="RequestBroker--ParseUri", path=r"/attachments$", count=1)
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    assert (report.imported, report.failed, refusal.fired) == (1, 0, 1)
+    [conversation] = read_store(config, lambda s: s.list_conversations())
+    [image] = conversation.messages[0].documents
+    assert (image.kind, image.skipped, image.content_id) == ("embeddedFile", False, None)
