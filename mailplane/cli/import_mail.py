@@ -187,6 +187,6 @@ def import_command(  # noqa: PLR0917 - click passes every option
                 lease_ttl=dt.timedelta(seconds=lease_seconds),
             )
         )
-    except (MailplaneError, ValueError) as error:
+    except (MailplaneError, ValueError, TypeError) as error:
         raise click.ClickException(str(error)) from error
     raise SystemExit(code)

@@ -391,14 +391,12 @@ def status_data(config: IntegrationConfig, store: SendStore, *, now: float | Non
     import time
 
     from mailplane.sending.governor import DAY_SECONDS, usage_at
-    from mailplane.sending.store import SendState
 
     assert config.designated is not None
     mailbox = config.designated.address
     moment = time.time() if now is None else now
     usage = usage_at(store.ledger(mailbox, moment - DAY_SECONDS), moment)
-    records = store.records(mailbox)
-    counts = {state.value: sum(1 for r in records if r.state == state) for state in SendState}
+    summary = store.summary(mailbox)
     test = store.send_test(mailbox)
     limits = config.sending_limits
     return {
@@ -417,14 +415,12 @@ def status_data(config: IntegrationConfig, store: SendStore, *, now: float | Non
             "messagesLastMinute": usage.messages_last_minute,
             "recipientsLast24h": usage.recipients_last_day,
         },
-        "sends": counts,
+        "sends": summary.counts,
         "nextDue": _when(store.next_due(mailbox)) if store.next_due(mailbox) is not None else None,
-        "lastSent": _when(max((r.sent_at for r in records if r.sent_at), default=None)),
+        "lastSent": _when(summary.last_sent_at),
         "recentFailures": [
-            {"key": r.key, "subject": r.message.subject, "error": r.last_error}
-            for r in records
-            if r.state == SendState.FAILED
-        ][-5:],
+            {"key": r.key, "subject": r.message.subject, "error": r.last_error} for r in summary.recent_failures
+        ],
         "sendTest": _send_test_json(test) if test is not None else None,
     }
 

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import importlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailplane.exceptions import GraphError, StoreError
 from mailplane.importing.mailbox_graph import (
@@ -53,11 +55,42 @@ if TYPE_CHECKING:
     from mailplane.integration import IntegrationConfig, SharedAccount
     from mailplane.mapping import RecordLookup
 
-__all__ = ["ImportReport", "Importer", "MailboxReport", "new_holder_id"]
+__all__ = [
+    "ImportReport",
+    "Importer",
+    "IncomingMessageHandler",
+    "MailboxReport",
+    "load_incoming_message_handler",
+    "new_holder_id",
+]
 
 logger = logging.getLogger("mailplane.importing")
 
 _MARK_READ_ATTEMPTS = 3
+
+
+IncomingMessageHandler = Callable[[dict[str, Any]], Mapping[str, Any] | None]
+"""``settings.incomingMessageHandler``: called with a message's properties (the values mappings read, see
+``mailplane.integration.MESSAGE_PROPERTIES``) before mapping; returns the properties to change, or ``None``. An
+exception quarantines the message (failure folder, with the exception as the reason)."""
+
+
+def load_incoming_message_handler(config: IntegrationConfig) -> IncomingMessageHandler | None:
+    """Import the config's ``incomingMessageHandler`` (``package.module.function``). Raises ValueError if it fails."""
+    path = config.settings.incoming_message_handler
+    if not path:
+        return None
+    module_name, _, name = path.rpartition(".")
+    try:
+        handler = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"loading settings.incomingMessageHandler {path!r} of {config.source}: {exc}. "
+            "Install the package that provides it, or fix the dotted path."
+        ) from exc
+    if not callable(handler):
+        raise TypeError(f"loading settings.incomingMessageHandler {path!r}: it is not a function. Name a function.")
+    return handler
 
 
 def new_holder_id() -> str:
@@ -116,7 +149,6 @@ class _MailboxRun:
         self._lanes = 0
         self._lane_count = importer.graph.limiter.limit
         self._draining = False
-        self._tail_size: int | None = None
         # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
         # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
         self._high_water = self._lane_count * BATCH_LIMIT * 2
@@ -142,8 +174,8 @@ class _MailboxRun:
 
     # Marking read runs in "lanes", as many as requests may be in flight on the mailbox. Each lane sends one chained
     # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. While more
-    # messages are coming, lanes send full batches of 20; when draining, the tail is shared evenly between the
-    # lanes so they finish together instead of one lane sending the last batches alone.
+    # messages are coming, lanes send full batches of 20; when draining, batches shrink with what is left so the
+    # lanes finish together instead of one lane sending the last batches alone.
 
     def _ready_to_send(self) -> bool:
         return len(self._to_mark) >= BATCH_LIMIT or (self._draining and bool(self._to_mark))
@@ -159,10 +191,9 @@ class _MailboxRun:
         try:
             while self._ready_to_send():
                 size = BATCH_LIMIT
-                if self._draining and len(self._to_mark) < BATCH_LIMIT * self._lane_count:
-                    if self._tail_size is None:
-                        self._tail_size = max(1, -(-len(self._to_mark) // self._lane_count))
-                    size = self._tail_size
+                if self._draining:
+                    # A lane that takes later takes less, so the lanes finish at about the same time.
+                    size = min(BATCH_LIMIT, max(1, -(-len(self._to_mark) // self._lane_count)))
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
                 if len(self._to_mark) < self._high_water:
                     self._room.set()
@@ -202,7 +233,6 @@ class _MailboxRun:
         self._draining = True
         try:
             while self._to_mark or self._flushes:
-                self._tail_size = None
                 self._kick()
                 if self._flushes:
                     await asyncio.gather(*list(self._flushes))
@@ -303,6 +333,11 @@ class _MailboxRun:
 
     async def _build(self, facts: MessageFacts) -> ImportedMessage:
         config = self.importer.config
+        handler = self.importer.incoming_message_handler
+        if handler is not None:
+            changed = handler(dict(facts.properties))
+            if changed:
+                facts = dataclasses.replace(facts, properties={**facts.properties, **changed})
         accounts, exclusive = choose_destinations(config, self.mailbox, facts)
         destinations = destination_inputs(config, accounts, facts, self.importer.records)
         followers = match_followers(config, accounts[0], facts, self.importer.records)
@@ -423,6 +458,7 @@ class Importer:
         self.messages_in_parallel = messages_in_parallel
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._lease_checked: dict[str, float] = {}
+        self.incoming_message_handler = load_incoming_message_handler(config)
 
     def _accounts(self, mailboxes: Iterable[str] | None) -> list[SharedAccount]:
         enabled = [a for a in self.config.accounts if a.enabled]

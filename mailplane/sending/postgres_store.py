@@ -34,6 +34,7 @@ from mailplane.sending.store import (
     ResponseLogEntry,
     SendRecord,
     SendState,
+    SendSummary,
     SendTestStatus,
     lease_owner_gone,
 )
@@ -314,6 +315,39 @@ class PostgresSendStore:
         with self._transaction() as db:
             rows = db.execute(query, params).fetchall()
             return [self._record(db, row, attachments=False) for row in rows]
+
+    def summary(self, mailbox: str, *, failures: int = 5) -> SendSummary:
+        """Counts by state, the last send time and the latest failures of ``mailbox``."""
+        box = mailbox.lower()
+        counts = {state.value: 0 for state in SendState}
+        with self._transaction() as db:
+            for row in db.execute(
+                "SELECT state, COUNT(*) AS n FROM send_messages WHERE mailbox = %s GROUP BY state", (box,)
+            ).fetchall():
+                counts[row["state"]] = row["n"]
+            last = db.execute("SELECT MAX(sent_at) AS last FROM send_messages WHERE mailbox = %s", (box,)).fetchone()
+            rows = db.execute(
+                "SELECT * FROM send_messages WHERE mailbox = %s AND state = %s ORDER BY updated_at DESC LIMIT %s",
+                (box, SendState.FAILED.value, failures),
+            ).fetchall()
+            recent = tuple(self._record(db, r, attachments=False) for r in rows)
+        return SendSummary(counts, last["last"] if last else None, recent)
+
+    def forget_finished(self, mailbox: str, before: float) -> int:
+        """Delete finished sends of ``mailbox`` last changed before ``before``."""
+        finished = [SendState.SENT.value, SendState.FAILED.value]
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM send_attachments WHERE key IN (SELECT key FROM send_messages WHERE mailbox = %s "
+                "AND state = ANY(%s) AND COALESCE(sent_at, updated_at) < %s)",
+                (mailbox.lower(), finished, before),
+            )
+            cursor = db.execute(
+                "DELETE FROM send_messages WHERE mailbox = %s AND state = ANY(%s) "
+                "AND COALESCE(sent_at, updated_at) < %s",
+                (mailbox.lower(), finished, before),
+            )
+            return cursor.rowcount
 
     def next_due(self, mailbox: str) -> float | None:
         """When the earliest unfinished send of ``mailbox`` is due."""

@@ -33,7 +33,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import httpx
@@ -48,7 +48,7 @@ from mailplane.exceptions import (
     ThrottledError,
 )
 from mailplane.integration import SendingLimits
-from mailplane.sending.governor import recipients_per_part
+from mailplane.sending.governor import DAY_SECONDS, recipients_per_part
 from mailplane.sending.graph_drafts import SMALL_ATTACHMENT_BYTES, GraphDrafts, attachments_go_inline
 from mailplane.sending.outgoing import (
     Address,
@@ -60,7 +60,7 @@ from mailplane.sending.outgoing import (
     split_by_recipients,
     validate_idempotency_key,
 )
-from mailplane.sending.store import SendRecord, SendState, SendStore, SendTestStatus
+from mailplane.sending.store import UNFINISHED_STATES, SendRecord, SendState, SendStore, SendTestStatus
 from mailplane.sending.upload import DEFAULT_CHUNK_BYTES, UploadError, upload_in_chunks
 from mailplane.templates import PERSONALIZED_CODES, MergeContext, Person
 
@@ -130,7 +130,9 @@ class Sender:
     ``workers`` (sends in progress at once), ``lease_seconds``, ``retry_delay`` (first pause after an unknown
     outcome, doubling), ``max_attempts`` (uncertain failures in a row before the send waits for a later run),
     ``uncertain_grace`` (pause before looking for a draft whose create went unanswered), ``recorder`` (a
-    :class:`RecordingTransport` under ``client`` whose log ``send_test`` keeps), ``on_step`` (called with the step
+    :class:`RecordingTransport` under ``client`` whose log ``send_test`` keeps), ``keep_finished_days`` (queue runs
+    forget sent and failed sends older than this, default 30; their keys may then be sent again; None keeps all),
+    ``on_step`` (called with the step
     name and the record at every step boundary, for progress output), ``clock`` and ``sleep``.
     """
 
@@ -154,6 +156,7 @@ class Sender:
         max_attempts: int = 6,
         uncertain_grace: float = 1.0,
         recorder: RecordingTransport | None = None,
+        keep_finished_days: float | None = 30.0,
         on_step: Callable[[str, SendRecord], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -177,6 +180,7 @@ class Sender:
         self._max_attempts = max(1, max_attempts)
         self._uncertain_grace = uncertain_grace
         self._recorder = recorder
+        self._keep_finished_days = keep_finished_days
         self._on_step = on_step
         self._clock = clock
         self._sleep = sleep
@@ -299,10 +303,11 @@ class Sender:
         if template is None:
             known = ", ".join(sorted(self._templates)) or "none"
             raise SendError(f"sending template {name!r} as {self.mailbox}: no such template (defined: {known})")
-        if context.sender.address.lower() != self.mailbox and self._sender is not None:
-            context = _with(context, sender=Person(self._sender.address, self._sender.name))
+        if context.sender.address.lower() != self.mailbox:
+            # The message goes out from this mailbox whatever the caller put there: sender.* codes must agree.
+            context = replace(context, sender=Person(self.mailbox, self._sender.name if self._sender else None))
         if context.reply_to is None and self._reply_to:
-            context = _with(context, reply_to=Person(self._reply_to[0].address, self._reply_to[0].name))
+            context = replace(context, reply_to=Person(self._reply_to[0].address, self._reply_to[0].name))
         personalized = self._personalized or bool(template.merge_codes & PERSONALIZED_CODES)
         if not personalized:
             rendered = template.render(context)
@@ -313,7 +318,7 @@ class Sender:
             return [await self.send(message, idempotency_key=idempotency_key, wait=wait)]
         receipts = []
         for person in (*to, *cc, *bcc):
-            rendered = template.render(_with(context, recipient=Person(person.address, person.name)))
+            rendered = template.render(replace(context, recipient=Person(person.address, person.name)))
             message = OutgoingMessage(
                 to=(person,), subject=rendered.subject, text=rendered.text, html=rendered.html, attachments=attachments
             )
@@ -388,6 +393,8 @@ class Sender:
     # --- the queue loop ------------------------------------------------------------------------------------------
     async def _run(self, *, keys: Collection[str] | None, wait: bool, deadline: float | None) -> QueueRun:
         run = QueueRun()
+        if keys is None and self._keep_finished_days is not None:
+            self._store.forget_finished(self.mailbox, self._clock() - self._keep_finished_days * DAY_SECONDS)
         upload_http = httpx.AsyncClient(transport=self._upload_transport, timeout=httpx.Timeout(120.0, connect=30.0))
         try:
             async with asyncio.TaskGroup() as group:
@@ -399,7 +406,8 @@ class Sender:
             raise failures.exceptions[0] from None
         finally:
             await upload_http.aclose()
-        waiting = [r for r in self._store.records(self.mailbox) if not r.is_final and (keys is None or r.key in keys)]
+        unfinished = self._store.records(self.mailbox, frozenset(UNFINISHED_STATES))
+        waiting = [r for r in unfinished if keys is None or r.key in keys]
         run.waiting = len(waiting)
         run.next_due = min((r.not_before for r in waiting), default=None)
         return run
@@ -601,9 +609,3 @@ class Sender:
             with contextlib.suppress(GraphError):
                 await self._drafts.delete_message(record.draft_id)
         return record
-
-
-def _with(context: MergeContext, **changes: object) -> MergeContext:
-    from dataclasses import replace  # noqa: PLC0415 - local to this small adapter
-
-    return replace(context, **changes)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from mailplane.sending.store import (
     ResponseLogEntry,
     SendRecord,
     SendState,
+    SendSummary,
     SendTestStatus,
     lease_owner_gone,
 )
@@ -301,6 +302,38 @@ class SQLiteSendStore:
             query += " WHERE " + " AND ".join(clauses)
         rows = self._db.execute(query + " ORDER BY created_at, part", params).fetchall()
         return [self._record(row, with_attachments=False) for row in rows]
+
+    def summary(self, mailbox: str, *, failures: int = 5) -> SendSummary:
+        """Counts by state, the last send time and the latest failures of ``mailbox``."""
+        box = mailbox.lower()
+        counts = {state.value: 0 for state in SendState}
+        for row in self._db.execute(
+            "SELECT state, COUNT(*) AS n FROM send_messages WHERE mailbox = ? GROUP BY state", (box,)
+        ):
+            counts[row["state"]] = row["n"]
+        last = self._db.execute("SELECT MAX(sent_at) AS last FROM send_messages WHERE mailbox = ?", (box,)).fetchone()
+        rows = self._db.execute(
+            "SELECT * FROM send_messages WHERE mailbox = ? AND state = ? ORDER BY updated_at DESC LIMIT ?",
+            (box, SendState.FAILED.value, failures),
+        ).fetchall()
+        return SendSummary(
+            counts, last["last"] if last else None, tuple(self._record(r, with_attachments=False) for r in rows)
+        )
+
+    def forget_finished(self, mailbox: str, before: float) -> int:
+        """Delete finished sends of ``mailbox`` last changed before ``before``."""
+        box = mailbox.lower()
+        with self._transaction():
+            self._db.execute(
+                "DELETE FROM send_attachments WHERE key IN (SELECT key FROM send_messages WHERE mailbox = ? "
+                "AND state IN (?, ?) AND COALESCE(sent_at, updated_at) < ?)",
+                (box, SendState.SENT.value, SendState.FAILED.value, before),
+            )
+            cursor = self._db.execute(
+                "DELETE FROM send_messages WHERE mailbox = ? AND state IN (?, ?) AND COALESCE(sent_at, updated_at) < ?",
+                (box, SendState.SENT.value, SendState.FAILED.value, before),
+            )
+        return cursor.rowcount
 
     def next_due(self, mailbox: str) -> float | None:
         """When the earliest unfinished send of ``mailbox`` is due."""

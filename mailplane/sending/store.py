@@ -42,6 +42,7 @@ __all__ = [
     "SendRecord",
     "SendState",
     "SendStore",
+    "SendSummary",
     "SendTestStatus",
     "lease_owner_gone",
     "open_send_store",
@@ -166,6 +167,15 @@ class SendTestStatus:
     response_log: tuple[ResponseLogEntry, ...] = ()
 
 
+@dataclass(frozen=True)
+class SendSummary:
+    """A mailbox's sends at a glance: how many in each state, the last one sent, the latest failures."""
+
+    counts: dict[str, int]
+    last_sent_at: float | None
+    recent_failures: tuple[SendRecord, ...]
+
+
 class SendStore(Protocol):
     """What the sender keeps between runs. Every method commits before it returns."""
 
@@ -231,6 +241,17 @@ class SendStore(Protocol):
 
     def records(self, mailbox: str | None = None, states: frozenset[SendState] | None = None) -> list[SendRecord]:
         """Sends (without attachment contents), oldest first, optionally filtered."""
+        ...
+
+    def summary(self, mailbox: str, *, failures: int = 5) -> SendSummary:
+        """Counts by state (every state present), the last send time and the ``failures`` latest failed sends."""
+        ...
+
+    def forget_finished(self, mailbox: str, before: float) -> int:
+        """Delete sent sends sent before ``before`` and failed ones last changed before it; return how many.
+
+        Their keys are forgotten: the same key may then be sent again.
+        """
         ...
 
     def next_due(self, mailbox: str) -> float | None:

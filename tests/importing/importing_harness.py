@@ -193,3 +193,13 @@ def read_store(config: Any, operation: Callable[[Any], Awaitable[T]]) -> T:
     from mailplane.importing import open_import_store
 
     return with_store(open_import_store(config.store), operation)
+
+
+def strip_external_tag(properties: dict[str, Any]) -> dict[str, Any] | None:
+    """An incomingMessageHandler for the tests: drop an "[EXT] " subject prefix; refuse subjects with "poison"."""
+    subject = properties.get("subject") or ""
+    if "poison" in subject:
+        raise ValueError("the handler refuses this message")
+    if subject.startswith("[EXT] "):
+        return {"subject": subject.removeprefix("[EXT] ")}
+    return None

@@ -200,3 +200,35 @@ def test_missed_notification__resync__imports_what_was_missed_without_duplicates
     assert (report.resynced, report.imported) == (True, 1)
     assert read_store(config, lambda s: s.count_messages()) == 2
     assert all(m.is_read for m in _folder_messages(tenant, SUPPORT, "inbox"))
+
+
+def test_incoming_message_handler__changes_properties_before_mapping_and_quarantines_what_it_refuses(
+    tenant, make_config
+):
+    config = make_config(
+        settings={
+            "attachmentSizeLimitMB": 1,
+            "incomingMessageHandler": "importing_harness.strip_external_tag",
+        }
+    )
+    tenant.state.seed_eml(SUPPORT, eml("[EXT] Printer on fire", message_id="<ext@x>"), received=received(1))
+    tenant.state.seed_eml(SUPPORT, eml("poison pill", message_id="<poison@x>"), received=received(2))
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    assert (report.imported, report.failed) == (1, 1)
+    [conversation] = read_store(config, lambda s: s.list_conversations())
+    assert conversation.parent_fields["title"] == "Printer on fire"
+    [moved] = [s for s in read_store(config, lambda s: s.list_message_states()) if s.state == "moved"]
+    assert "the handler refuses this message" in moved.reason
+
+
+def test_incoming_message_handler__not_importable__importer_refuses_to_start_naming_it(make_config):
+    import pytest
+
+    from mailplane.importing.importer import load_incoming_message_handler
+
+    config = make_config(settings={"incomingMessageHandler": "no_such_package.handler"})
+
+    with pytest.raises(ValueError, match=r"settings.incomingMessageHandler 'no_such_package.handler'"):
+        load_incoming_message_handler(config)

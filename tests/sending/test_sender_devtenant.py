@@ -263,3 +263,59 @@ def test_same_key_after_the_per_message_limit_changed__first_send_returned_not_s
     first, again = h.run(scenario)
     assert [p.key for p in again.parts] == [p.key for p in first.parts] == ["k"]
     assert delivered_keys(h.tenant) == ["k"]
+
+
+def test_template_with_recipient_codes__one_message_per_recipient_rendered_for_each(h):
+    import json
+    from pathlib import Path
+
+    from mailplane.integration import load_integration_config
+    from mailplane.templates import MergeContext, Person
+
+    document = json.loads((Path(__file__).parents[2] / "examples" / "integration.json").read_text())
+    config = load_integration_config(document)
+    context = MergeContext(
+        sender=Person("someone-else@fabrikam.com"), conversation_id="77", conversation_subject="Broken printer"
+    )
+
+    async def scenario(make, _store):
+        sender = make(templates=config.templates, reply_to=(Address("support@fabrikam.com", "Fabrikam Support"),))
+        return await sender.send_template(
+            "ticket-acknowledgement",
+            context,
+            to=(Address(INTERNAL, "Agent"),),
+            cc=(Address(EXTERNAL, "Ann"),),
+            idempotency_key="ack-77",
+        )
+
+    receipts = h.run(scenario)
+    assert [r.key for r in receipts] == [f"ack-77/{INTERNAL}", f"ack-77/{EXTERNAL}"]
+    sent = {r.to[0]: r for r in h.tenant.state.outbox(SENDER)}
+    assert set(sent) == {INTERNAL, EXTERNAL}
+    [received] = h.tenant.state.messages(INTERNAL, "inbox")
+    assert received.subject == "[#77] Broken printer"
+    assert "Hello Agent," in received.body
+    assert "Fabrikam Helpdesk" in received.body
+    assert b"Hello Ann," in sent[EXTERNAL].mime
+
+
+def test_queue_run__sends_finished_longer_ago_than_kept__forgotten_so_their_keys_send_again(h):
+    now = [4_000_000.0]
+
+    async def scenario(make, store):
+        sender = make(clock=lambda: now[0], keep_finished_days=30)
+        await sender.send(_message(), idempotency_key="monthly")
+        now[0] += 29 * 86_400.0
+        await sender.send_queued()
+        kept = store.get("monthly")
+        now[0] += 2 * 86_400.0
+        await sender.send_queued()
+        forgotten = store.get("monthly")
+        again = await sender.send(_message(), idempotency_key="monthly")
+        return kept, forgotten, again
+
+    kept, forgotten, again = h.run(scenario)
+    assert kept.state == SendState.SENT
+    assert forgotten is None
+    assert again.state == "sent"
+    assert delivered_keys(h.tenant) == ["monthly", "monthly"]

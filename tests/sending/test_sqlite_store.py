@@ -187,3 +187,28 @@ def test_open__postgres_server_unreachable__store_error_without_the_password():
 def test_open__path_is_a_directory__store_error_names_the_path(tmp_path):
     with pytest.raises(StoreError, match=str(tmp_path)):
         SQLiteSendStore(tmp_path)
+
+
+def test_summary__counts_every_state_last_send_and_latest_failures_first(store):
+    store.add([_record("a"), _record("b"), _record("c"), _record("d")])
+    store.update("a", state=SendState.SENT, sent_at=10.0)
+    store.update("b", state=SendState.FAILED, last_error="400 first")
+    store.update("c", state=SendState.FAILED, last_error="400 second")
+    summary = store.summary(MAILBOX)
+    assert summary.counts == {"queued": 1, "drafting": 0, "drafted": 0, "sending": 0, "sent": 1, "failed": 2}
+    assert summary.last_sent_at == 10.0
+    assert [r.last_error for r in summary.recent_failures] == ["400 second", "400 first"]
+
+
+def test_forget_finished__old_sent_and_failed_deleted_unfinished_and_recent_kept(store):
+    import time
+
+    store.add([_record("old-sent"), _record("old-failed"), _record("queued"), _record("new-sent")])
+    store.update("old-sent", state=SendState.SENT)
+    store.update("old-failed", state=SendState.FAILED)
+    cutoff = time.time() + 0.001
+    time.sleep(0.01)
+    store.update("new-sent", state=SendState.SENT)
+    assert store.forget_finished(MAILBOX, cutoff) == 2
+    assert sorted(r.key for r in store.records(MAILBOX)) == ["new-sent", "queued"]
+    assert store.get("queued").message.attachments
