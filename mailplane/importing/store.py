@@ -300,8 +300,9 @@ class ImportStore(Protocol):
 
         Fencing: once a store object took a mailbox's lease, its :meth:`record_import` and :meth:`record_failure` for
         that mailbox check, in their transaction, that the lease is still its own, and raise :class:`LeaseLostError`
-        when another worker took it over meanwhile (a worker that stalled past its lease never writes next to the new
-        holder).
+        when another worker took it over or it was released (a worker that stalled past its lease, or a task still
+        running after its worker gave the mailbox up, never writes next to the new holder). Taking the lease again
+        lifts the fence.
         """
         ...
 

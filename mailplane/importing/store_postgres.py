@@ -367,10 +367,9 @@ class PostgresImportStore:
         return self._note_lease(mailbox, holder, await self._transaction(work, f"taking the lease on {mailbox}"))
 
     def _note_lease(self, mailbox: str, holder: str, lease: Lease | None) -> Lease | None:
-        if lease is None:
-            if self._held.get(mailbox) == holder:
-                del self._held[mailbox]
-        else:
+        # A lost (or released) lease keeps its fence: tasks of this worker still running on the mailbox must not
+        # write once another worker may hold it. Taking the lease again lifts it.
+        if lease is not None:
             self._held[mailbox] = holder
         return lease
 
@@ -416,7 +415,6 @@ class PostgresImportStore:
             await connection.execute("DELETE FROM leases WHERE mailbox = %s AND holder = %s", (mailbox, holder))
 
         await self._transaction(work, f"releasing the lease on {mailbox}")
-        self._note_lease(mailbox, holder, None)
 
     async def get_lease(self, mailbox: str) -> Lease | None:
         """See :meth:`ImportStore.get_lease`."""

@@ -312,10 +312,9 @@ class SqliteImportStore:
         return self._note_lease(mailbox.lower(), holder, lease)
 
     def _note_lease(self, mailbox: str, holder: str, lease: Lease | None) -> Lease | None:
-        if lease is None:
-            if self._held.get(mailbox) == holder:
-                del self._held[mailbox]
-        else:
+        # A lost (or released) lease keeps its fence: tasks of this worker still running on the mailbox must not
+        # write once another worker may hold it. Taking the lease again lifts it.
+        if lease is not None:
             self._held[mailbox] = holder
         return lease
 
@@ -359,7 +358,6 @@ class SqliteImportStore:
     async def release_lease(self, mailbox: str, holder: str) -> None:
         """See :meth:`ImportStore.release_lease`."""
         await self._run(self._release_lease, mailbox.lower(), holder)
-        self._note_lease(mailbox.lower(), holder, None)
 
     def _release_lease(self, connection: sqlite3.Connection, mailbox: str, holder: str) -> None:
         with self._write(connection):

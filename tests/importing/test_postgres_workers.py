@@ -154,6 +154,7 @@ class Workers:
         self.started = 0
         self.killed: set[str] = set()
         self.holders: dict[int, str] = {}
+        self.started_at: dict[int, float] = {}
 
     def start(
         self, *, passes: int = 3, lease_seconds: float = 2.0, mailboxes: tuple[str, ...] = ()
@@ -190,7 +191,13 @@ class Workers:
         )
         self.running.append(process)
         self.holders[process.pid] = holder
+        self.started_at[process.pid] = time.monotonic()
         return process
+
+    def busy(self, *, at_least: float) -> list[subprocess.Popen[str]]:
+        """Running workers that started at least ``at_least`` seconds ago (past their start-up, into the work)."""
+        now = time.monotonic()
+        return [p for p in self.running if now - self.started_at[p.pid] >= at_least]
 
     def reap(self) -> None:
         for process in [p for p in self.running if p.poll() is not None]:
@@ -262,10 +269,11 @@ def test_workers_on_four_mailboxes__killed_and_disconnected_at_random__every_mes
         for _ in range(3):
             start_worker()
         for _ in range(10):
-            time.sleep(rng.uniform(1.5, 3.5))  # a worker needs about a second to start; then it works
+            time.sleep(rng.uniform(1.5, 3.5))
             workers.reap()
-            if workers.running:
-                workers.kill(rng.choice(workers.running))
+            busy = workers.busy(at_least=1.5)  # a worker needs about a second to start; then it works
+            if busy:
+                workers.kill(rng.choice(busy))
                 kills += 1
             while len(workers.running) < 3:
                 start_worker()

@@ -48,12 +48,28 @@ def test_fencing__lease_ran_out_but_nobody_took_it__holder_still_writes(store_fa
     assert not _two_workers(store_factory)(body).duplicate
 
 
-def test_fencing__released_lease__store_no_longer_fences_that_mailbox(store_factory):
+def test_fencing__lease_released__late_task_cannot_write_until_the_lease_is_taken_again(store_factory):
     async def body(worker, other):
         assert await worker.acquire_lease(MAILBOX, "worker-a", TTL)
         await worker.release_lease(MAILBOX, "worker-a")
+        with pytest.raises(LeaseLostError, match="nobody holds the mailbox now"):
+            await worker.record_import(imported(1, mailbox=MAILBOX))
         assert await other.acquire_lease(MAILBOX, "worker-b", TTL)
         await other.release_lease(MAILBOX, "worker-b")
+        assert await worker.acquire_lease(MAILBOX, "worker-a", TTL)
         return await worker.record_import(imported(1, mailbox=MAILBOX))
 
     assert not _two_workers(store_factory)(body).duplicate
+
+
+def test_fencing__renewal_refused__later_writes_of_that_worker_refused_too(store_factory, clock):
+    async def body(stalled, successor):
+        assert await stalled.acquire_lease(MAILBOX, "worker-a", TTL)
+        clock.advance(minutes=2)
+        assert await successor.acquire_lease(MAILBOX, "worker-b", TTL)
+        assert await stalled.renew_lease(MAILBOX, "worker-a", TTL) is None
+        with pytest.raises(LeaseLostError):
+            await stalled.record_import(imported(1, mailbox=MAILBOX))
+        return await successor.count_messages()
+
+    assert _two_workers(store_factory)(body) == 0
