@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -172,8 +173,22 @@ def test_workers_killed_at_random_points_under_injected_faults__finally__every_m
     config_path.write_text(json.dumps(config_data), encoding="utf-8")
     config = load_integration_config(config_path)
     seeded = _seed(tenant, 40, with_attachment_every=4)
+    # Two messages whose attachment can never be downloaded: they must end in the failure folder, moves included.
+    doomed = ["<crash-0@example.org>", "<crash-8@example.org>"]
+    doomed_ids = [
+        m.immutable_id
+        for box in (SUPPORT, BILLING)
+        for m in tenant.state.messages(box, "inbox")
+        if m.internet_message_id in doomed
+    ]
     _seed_bystanders(tenant)
     bystanders = _untouched_messages(tenant)
+
+    def doom() -> None:
+        for immutable_id in doomed_ids:
+            tenant.faults.error(status=500, path=re.escape(immutable_id) + r"/attachments/[^/]+/\$value$")
+
+    doom()
     tenant.graph.latency_ms = 15  # stretch the work so kills land in the middle of it
     tenant.faults.throttle(retry_after=0, probability=0.08, seed=seed)
     tenant.faults.error(status=503, probability=0.05, seed=seed + 1)
@@ -192,6 +207,7 @@ def test_workers_killed_at_random_points_under_injected_faults__finally__every_m
         time.sleep(rng.choice([0.0, 1.1]))  # sometimes the dead worker's lease has expired, sometimes not
 
     tenant.faults.clear()
+    doom()
     time.sleep(1.1)
     for _ in range(2):
         finisher = _worker(config_path, tenant.graph_base_url)
@@ -199,3 +215,5 @@ def test_workers_killed_at_random_points_under_injected_faults__finally__every_m
         assert finisher.returncode in (0, 1), stderr.decode()[-2000:]
     assert kills >= 3, f"the workers finished too fast to be killed mid-run ({note})"
     _assert_exactly_once(tenant, config, seeded, bystanders, note)
+    moved = {s.internet_message_id for s in read_store(config, lambda s: s.list_message_states()) if s.state == "moved"}
+    assert set(doomed) <= moved, note
