@@ -96,14 +96,17 @@ async def _import(config: IntegrationConfig, base_url: str, records_path: Path, 
     from mailplane.graph import GraphClient, StaticTokenCredential
     from mailplane.importing import open_import_store
     from mailplane.importing.blobs import FileBlobStore
-    from mailplane.importing.importer import Importer
+    from mailplane.importing.importer import Importer, ImportReport
     from mailplane.importing.routing import InMemoryRecords
 
     records = InMemoryRecords.from_file(records_path)
     store = open_import_store(config.store)
     async with GraphClient(StaticTokenCredential(), base_url=base_url) as graph, store:
         importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records)
-        report = await importer.import_once()
+        # One mailbox after another in config order, so the story reads the same on every run ('mailplane import'
+        # syncs them in parallel; which copy of a mail addressed to two teams comes first then varies).
+        mailboxes = [account.address for account in config.accounts if account.enabled]
+        report = ImportReport([r for m in mailboxes for r in (await importer.import_once([m])).mailboxes])
         again = await importer.import_once()
         lines = [render_report("import", report), render_report("import again", again), ""]
         conversations = await store.list_conversations()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 import click
 
 if TYPE_CHECKING:
     from mailplane.importing.importer import ImportReport
+    from mailplane.importing.webhook_sink import SinkOutbox, WebhookSinkDeliverer
     from mailplane.integration import IntegrationConfig
     from mailplane.mapping import RecordLookup
 
@@ -47,19 +47,6 @@ def render_report(kind: str, report: ImportReport) -> str:
     return "\n".join(lines)
 
 
-def _credential(base_url: str) -> Any:
-    from urllib.parse import urlsplit
-
-    from mailplane.graph import StaticTokenCredential, credential_from_environment
-
-    host = (urlsplit(base_url).hostname or "").lower()
-    has_azure = any(os.environ.get(name) for name in ("AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MSI_ENDPOINT"))
-    if host in ("127.0.0.1", "::1", "localhost") and not has_azure:
-        # The dev tenant accepts any bearer token (or the one given to it with --token).
-        return StaticTokenCredential(os.environ.get("MAILPLANE_DEV_TOKEN", "dev-tenant-token"))
-    return credential_from_environment()
-
-
 def default_blob_dir(config: IntegrationConfig) -> Path:
     """Next to the SQLite file (``<file>.blobs``), or ``mailplane-blobs`` in the current folder."""
     path = config.store.sqlite_path
@@ -78,23 +65,28 @@ async def _run(
     max_unread_age_days: float,
     lease_ttl: dt.timedelta,
 ) -> int:
-    from mailplane.graph import GraphClient
+    from mailplane.graph import GraphClient, credential_for_base_url
     from mailplane.importing import open_import_store
     from mailplane.importing.blobs import FileBlobStore
     from mailplane.importing.importer import Importer, ImportReport
+    from mailplane.importing.webhook_sink import WebhookSinkDeliverer
 
     base_url = graph_url or config.graph_base_url
     store = open_import_store(config.store)
     selected = mailboxes or None
-    credential = _credential(base_url)
+    credential = credential_for_base_url(base_url)
     failures = 0
     async with GraphClient(credential, base_url=base_url) as graph, store:
         importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records, lease_ttl=lease_ttl)
+        outbox = cast("SinkOutbox", store)
+        sink = WebhookSinkDeliverer(config.webhook_sink, outbox) if config.webhook_sink is not None else None
 
         def show(kind: str, report: ImportReport) -> None:
             nonlocal failures
             failures += sum(len(m.errors) for m in report.mailboxes)
             click.echo(render_report(kind, report))
+            if sink is not None:
+                sink.wake()
 
         if mode == "once":
             show("import", await importer.import_once(selected))
@@ -108,8 +100,40 @@ async def _run(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, stop.set)
-            await importer.watch(poll_interval=dt.timedelta(seconds=poll_seconds), stop=stop, on_report=show)
+            delivering = asyncio.create_task(sink.run(stop)) if sink is not None else None
+            try:
+                await importer.watch(poll_interval=dt.timedelta(seconds=poll_seconds), stop=stop, on_report=show)
+            finally:
+                stop.set()
+                if delivering is not None:
+                    await delivering
+        if sink is not None:
+            if mode != "watch":
+                failures += await _deliver_once(sink)
+            await sink.aclose()
     return 1 if failures else 0
+
+
+async def _deliver_once(sink: WebhookSinkDeliverer) -> int:
+    """Post what is due to the webhook sink until a pass delivers nothing more; 1 when a delivery gave up."""
+    from mailplane.importing.webhook_sink import DeliveryPass
+
+    total = DeliveryPass()
+    while True:
+        result = await sink.deliver_due()
+        total = DeliveryPass(
+            total.enqueued + result.enqueued,
+            total.delivered + result.delivered,
+            total.retrying + result.retrying,
+            total.failed + result.failed,
+        )
+        if not result.delivered:
+            break
+    click.echo(
+        f"webhook sink: {total.delivered} delivered, {total.retrying} to retry on the next run, "
+        f"{total.failed} given up (re-queue them with 'mailplane serve --requeue-failed-deliveries')"
+    )
+    return 1 if total.failed else 0
 
 
 @click.command("import")

@@ -66,8 +66,8 @@ async def _serve(
     blob_dir: Path,
     poll_seconds: float,
 ) -> None:
-    from mailplane.cli.import_mail import _credential, render_report
-    from mailplane.graph import GraphClient
+    from mailplane.cli.import_mail import render_report
+    from mailplane.graph import GraphClient, credential_for_base_url
     from mailplane.importing import open_import_store
     from mailplane.importing.blobs import FileBlobStore
     from mailplane.importing.importer import Importer, ImportReport
@@ -85,7 +85,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with GraphClient(_credential(base_url), base_url=base_url) as graph, store:
+    async with GraphClient(credential_for_base_url(base_url), base_url=base_url) as graph, store:
         importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records)
         mailboxes = [a.address for a in config.accounts if a.enabled]
         manager = SubscriptionManager(graph, store, settings, mailboxes, client_state=client_state)
