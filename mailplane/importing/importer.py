@@ -148,6 +148,10 @@ class _MailboxRun:
         self._flushes: set[asyncio.Task[None]] = set()
         self._lanes = 0
         self._lane_count = importer.graph.limiter.limit
+        # Batches in flight (start time, items) and the seconds one request took in recent batches: when draining,
+        # a lane sizes its batch so that it finishes with the lanes still busy.
+        self._sending: dict[int, tuple[float, int]] = {}
+        self._request_seconds: float | None = None
         self._draining = False
         # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
         # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
@@ -180,6 +184,27 @@ class _MailboxRun:
     def _ready_to_send(self) -> bool:
         return len(self._to_mark) >= BATCH_LIMIT or (self._draining and bool(self._to_mark))
 
+    def _drain_batch_size(self) -> int:
+        """Items for a lane that is free now, so that all lanes finish at about the same time.
+
+        A batch of n chained items takes about n + 1 request times (the envelope, then the items). A lane still busy
+        for b request times ends after b + 1 + m if it then takes m items; the free lane ends after n + 1. Equal ends
+        give m = n - b, so the free lane takes the smallest n with n + sum(max(0, n - b)) >= items left.
+        """
+        left = len(self._to_mark)
+        per_request = self._request_seconds
+        if per_request is None:
+            return min(BATCH_LIMIT, max(1, -(-left // self._lane_count)))
+        now = asyncio.get_running_loop().time()
+        busy = [
+            max(0.0, (start + (items + 1) * per_request - now) / per_request) for start, items in self._sending.values()
+        ]
+        busy += [0.0] * max(0, self._lane_count - 1 - len(busy))
+        for size in range(1, BATCH_LIMIT + 1):
+            if size + sum(max(0.0, size - b) for b in busy) >= left:
+                return size
+        return BATCH_LIMIT
+
     def _kick(self) -> None:
         while self._lanes < self._lane_count and self._ready_to_send():
             self._lanes += 1
@@ -190,10 +215,7 @@ class _MailboxRun:
     async def _lane(self) -> None:
         try:
             while self._ready_to_send():
-                size = BATCH_LIMIT
-                if self._draining:
-                    # A lane that takes later takes less, so the lanes finish at about the same time.
-                    size = min(BATCH_LIMIT, max(1, -(-len(self._to_mark) // self._lane_count)))
+                size = self._drain_batch_size() if self._draining else BATCH_LIMIT
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
                 if len(self._to_mark) < self._high_water:
                     self._room.set()
@@ -203,6 +225,9 @@ class _MailboxRun:
 
     async def _flush(self, batch: list[tuple[str, int]]) -> None:
         ids = [immutable_id for immutable_id, _ in batch]
+        loop = asyncio.get_running_loop()
+        key, started = id(batch), loop.time()
+        self._sending[key] = (started, len(ids))
         try:
             result = await self.graph.mark_read(ids)
         except GraphError as error:
@@ -210,6 +235,12 @@ class _MailboxRun:
             self.report.errors.append(str(error))
             logger.warning("%s", error)
             return
+        finally:
+            del self._sending[key]
+        # Includes any wait for a concurrency slot, so it is an estimate; it only decides how the last items are split.
+        per_request = (loop.time() - started) / (len(ids) + 1)
+        previous = self._request_seconds
+        self._request_seconds = per_request if previous is None else 0.7 * previous + 0.3 * per_request
         attempts = dict(batch)
         for immutable_id in result.failed:
             if attempts[immutable_id] + 1 < _MARK_READ_ATTEMPTS:
@@ -311,8 +342,10 @@ class _MailboxRun:
 
     async def import_message(self, message: GraphMessage, *, retry: bool = False) -> None:
         immutable_id = message.id or ""
-        await self._room.wait()
         async with self._gate:
+            # Checked inside the gate: an Event wakes every waiter at once, so a check before it would let all the
+            # waiting messages through when room frees up, and their CPU would delay the mark-read lanes.
+            await self._room.wait()
             try:
                 facts = message_facts(message, mailbox=self.mailbox, mailbox_name=self.account.display_name)
                 imported = await self._build(facts)
