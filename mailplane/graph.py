@@ -71,6 +71,7 @@ __all__ = [
     "credential_for_base_url",
     "credential_from_environment",
     "normalize_base_url",
+    "retry_after_seconds",
     "translate_graph_error",
 ]
 
@@ -446,8 +447,9 @@ def _header(headers: Any, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if value is None:
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delay seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
         return None
     try:
         return max(0.0, float(value))
@@ -566,7 +568,7 @@ def translate_graph_error(  # noqa: C901, PLR0911, PLR0912 - one branch per docu
         )
         return AuthenticationError(_with_request_id(message, request_id), **kwargs)
     if status == 429:  # noqa: PLR2004 - Too Many Requests
-        retry_after = _retry_after_seconds(_header(headers, "Retry-After"))
+        retry_after = retry_after_seconds(_header(headers, "Retry-After"))
         wait = f"; the service asked to wait {retry_after:g} s" if retry_after is not None else ""
         message = (
             f"{subject}: Graph is throttling this mailbox ({cause}) and the retries ran out{wait}. Try again later "

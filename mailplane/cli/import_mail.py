@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from mailplane.cli.options import config_option
+
 if TYPE_CHECKING:
     from mailplane.importing.importer import ImportReport
     from mailplane.importing.webhook_sink import SinkOutbox, WebhookSinkDeliverer
@@ -137,13 +139,7 @@ async def _deliver_once(sink: WebhookSinkDeliverer) -> int:
 
 
 @click.command("import")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="The integration config (JSON).",
-)
+@config_option
 @click.option("--once", "mode", flag_value="once", default=True, help="Sync every mailbox once and exit (default).")
 @click.option("--watch", "mode", flag_value="watch", help="Keep syncing; run recovery on the config's schedule.")
 @click.option("--recover", "mode", flag_value="recover", help="Run recovery once and exit.")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from mailplane.cli.options import config_option
 from mailplane.exceptions import GraphError, IntegrationConfigError, SendError, StoreError
 
 if TYPE_CHECKING:
@@ -117,13 +118,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
         envvar="MAILPLANE_GRAPH_URL",
         help="Graph base URL (default: $MAILPLANE_GRAPH_URL or the config's graph.baseUrl).",
     )(command)
-    return click.option(
-        "--config",
-        "config_path",
-        required=True,
-        type=click.Path(path_type=Path, dir_okay=False, exists=True),
-        help="The integration config (JSON).",
-    )(command)
+    return config_option(command)
 
 
 def _addresses(values: tuple[str, ...], option: str) -> tuple[Any, ...]:
@@ -454,13 +449,7 @@ def render_status(data: dict[str, Any], *, show_log: bool = True) -> str:
 
 
 @click.command("status")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="The integration config (JSON).",
-)
+@config_option
 @click.option(
     "--store",
     "store_path",

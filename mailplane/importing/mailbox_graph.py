@@ -48,6 +48,7 @@ from msgraph.generated.users.item.messages.item.message_item_request_builder imp
 from msgraph.generated.users.item.messages.item.move.move_post_request_body import MovePostRequestBody
 
 from mailplane.exceptions import GraphError, ThrottledError
+from mailplane.graph import retry_after_seconds
 
 if TYPE_CHECKING:
     from mailplane.graph import GraphClient
@@ -527,10 +528,9 @@ def _status_error(response: httpx.Response, body: bytes) -> GraphError:
         code = json.loads(body).get("error", {}).get("code")
     status = response.status_code
     if status == 429:  # noqa: PLR2004 - Too Many Requests
-        retry_after = response.headers.get("Retry-After")
         return ThrottledError(
             f"downloading an attachment: Graph is throttling ({status} {code or ''}). Retrying later",
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             status=status,
             code=code,
         )

@@ -42,13 +42,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from mailplane.exceptions import SinkError
+from mailplane.graph import retry_after_seconds
 from mailplane.importing.serving_state import SinkDelivery, SinkDeliveryStatus, SinkOutbox, idempotency_key
 from mailplane.importing.store import ConversationRecord
 from mailplane.integration import WebhookSink
@@ -178,20 +178,6 @@ class DeliveryPass:
     def attempted(self) -> int:
         """Deliveries posted in this pass."""
         return self.delivered + self.retrying + self.failed
-
-
-def _retry_after_seconds(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 def _default_holder() -> str:
@@ -332,7 +318,7 @@ class WebhookSinkDeliverer:
                 return "delivered"
             cause = f"{response.status_code} {response.reason_phrase}".strip()
             retryable = response.status_code in _RETRYABLE_STATUSES or response.status_code >= 500  # noqa: PLR2004
-            retry_after = _retry_after_seconds(response.headers.get("Retry-After"), time.time())
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         if retryable and attempt < self._settings.max_attempts:
             retry_at = now + self.backoff(attempt, retry_after)
             error = (

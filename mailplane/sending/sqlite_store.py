@@ -195,24 +195,7 @@ class SQLiteSendStore:
                     (row["key"],),
                 )
             )
-        return SendRecord(
-            key=row["key"],
-            mailbox=row["mailbox"],
-            message=OutgoingMessage.from_dict(json.loads(row["message"]), attachments),
-            fingerprint=row["fingerprint"],
-            marker=row["marker"],
-            state=SendState(row["state"]),
-            draft_id=row["draft_id"],
-            not_before=row["not_before"],
-            attempts=row["attempts"],
-            last_error=row["last_error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            sent_at=row["sent_at"],
-            group_key=row["group_key"],
-            part=row["part"],
-            parts=row["parts"],
-        )
+        return SendRecord.from_row(row, OutgoingMessage.from_dict(json.loads(row["message"]), attachments))
 
     def get(self, key: str) -> SendRecord | None:
         """The send with ``key``, with its attachments."""

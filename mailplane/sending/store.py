@@ -23,12 +23,13 @@ from __future__ import annotations
 import enum
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailplane.exceptions import StoreError
 
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Collection, Mapping
 
     from mailplane.integration import SendingLimits, StoreSettings
@@ -111,6 +112,12 @@ class SendRecord:
     def is_final(self) -> bool:
         """Sent or failed: nothing more happens to it."""
         return self.state in FINAL_STATES
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | sqlite3.Row, message: OutgoingMessage) -> SendRecord:
+        """Build from a ``send_messages`` row (its columns are named like the fields) and the decoded message."""
+        columns = {f.name: row[f.name] for f in fields(cls) if f.name not in {"message", "state"}}
+        return cls(message=message, state=SendState(row["state"]), **columns)
 
 
 @dataclass(frozen=True)
