@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "GRAPH_BASE_URL",
     "GRAPH_SCOPE",
+    "IMMUTABLE_ID_PREFERENCE",
     "MAX_CONCURRENT_REQUESTS_PER_MAILBOX",
     "GraphClient",
     "MailboxConcurrencyLimiter",
@@ -78,6 +79,8 @@ __all__ = [
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 MAX_CONCURRENT_REQUESTS_PER_MAILBOX = 4
+# The Prefer header value that makes Graph answer with immutable ids (they survive moves between folders).
+IMMUTABLE_ID_PREFERENCE = 'IdType="ImmutableId"'
 _LOOPBACK_NAMES = frozenset({"localhost"})
 # The SDK's defaults (kiota_http): 100 s per request, 30 s to connect.
 _DEFAULT_TIMEOUT = httpx.Timeout(100.0, connect=30.0)

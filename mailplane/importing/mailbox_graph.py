@@ -48,7 +48,7 @@ from msgraph.generated.users.item.messages.item.message_item_request_builder imp
 from msgraph.generated.users.item.messages.item.move.move_post_request_body import MovePostRequestBody
 
 from mailplane.exceptions import GraphError, ThrottledError
-from mailplane.graph import retry_after_seconds
+from mailplane.graph import IMMUTABLE_ID_PREFERENCE, retry_after_seconds
 
 if TYPE_CHECKING:
     from mailplane.graph import GraphClient
@@ -93,7 +93,6 @@ MESSAGE_FIELDS = (
 )
 """Fields selected when finding messages: everything an import needs, so no per-message GET is required."""
 
-_IMMUTABLE_IDS = 'IdType="ImmutableId"'
 _SYNC_STATE_LOST = frozenset({"syncstatenotfound", "resyncrequired", "invalidsyncstatedata", "syncstateinvalid"})
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _DOWNLOAD_CHUNK = 64 * 1024
@@ -240,7 +239,7 @@ class MailboxGraph:
         """Pages of one delta round: from ``delta_link`` (changes since) or from scratch. Raises SyncStateLostError."""
         builder = self._user.mail_folders.by_mail_folder_id(folder).messages.delta
         config = DeltaRequestBuilder.DeltaRequestBuilderGetRequestConfiguration()
-        config.headers.add("Prefer", _IMMUTABLE_IDS)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         config.headers.add("Prefer", f"odata.maxpagesize={self._page_size}")
         if delta_link is None:
             config.query_parameters = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
@@ -280,7 +279,7 @@ class MailboxGraph:
         """Pages of the unread messages in ``folder``, oldest first (the fallback when delta is unavailable)."""
         builder = self._user.mail_folders.by_mail_folder_id(folder).messages
         config = MessagesRequestBuilder.MessagesRequestBuilderGetRequestConfiguration()
-        config.headers.add("Prefer", _IMMUTABLE_IDS)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         after = (received_after or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).astimezone(dt.UTC)
         # Every $orderby property must appear in $filter, in the same order (InefficientFilter otherwise).
         config.query_parameters = MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters(
@@ -297,7 +296,7 @@ class MailboxGraph:
                 if url is None:
                     return await self._get_json(builder.to_get_request_information(config))
                 plain = MessagesRequestBuilder.MessagesRequestBuilderGetRequestConfiguration()
-                plain.headers.add("Prefer", _IMMUTABLE_IDS)
+                plain.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
                 return await self._get_json(builder.with_url(url).to_get_request_information(plain))
 
             page = await self._retrying(f"listing unread messages in folder {folder!r} of", fetch)
@@ -313,7 +312,7 @@ class MailboxGraph:
                 select=list(MESSAGE_FIELDS)
             )
         )
-        config.headers.add("Prefer", _IMMUTABLE_IDS)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         builder = self._user.messages.by_message_id(message_id)
         try:
             return GraphMessage(
@@ -337,7 +336,7 @@ class MailboxGraph:
         builder = self._user.messages.by_message_id(message_id).attachments
         fields = ["id", "name", "contentType", "size", "isInline"]
         config = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetRequestConfiguration()
-        config.headers.add("Prefer", _IMMUTABLE_IDS)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         config.query_parameters = AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters(
             select=[*fields, "contentId"] if self._select_content_id else fields
         )
@@ -365,7 +364,7 @@ class MailboxGraph:
                 "{+baseurl}/users/{user%2Did}/messages/{message%2Did}/attachments/{attachment%2Did}/$value",
                 {"user%2Did": self.mailbox, "message%2Did": message_id, "attachment%2Did": attachment_id},
             )
-            info.headers.add("Prefer", _IMMUTABLE_IDS)
+            info.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
             info.path_parameters["baseurl"] = adapter.base_url
             request: httpx.Request = await adapter.convert_to_native_async(info)  # type: ignore[assignment]
             response = await self._client.http_client.send(request, stream=True)
@@ -401,7 +400,7 @@ class MailboxGraph:
                 "id": item_id,
                 "method": "PATCH",
                 "url": f"/users/{quote(self.mailbox)}/messages/{quote(message_id, safe='')}",
-                "headers": {"Content-Type": "application/json", "Prefer": _IMMUTABLE_IDS},
+                "headers": {"Content-Type": "application/json", "Prefer": IMMUTABLE_ID_PREFERENCE},
                 "body": {"isRead": True},
             }
             if index > 1:
@@ -423,7 +422,7 @@ class MailboxGraph:
         """Move a message (its immutable id stays). ``False`` when the message no longer exists."""
         builder = self._user.messages.by_message_id(message_id).move
         config: RequestConfiguration[Any] = RequestConfiguration()
-        config.headers.add("Prefer", _IMMUTABLE_IDS)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
 
         async def post() -> Any:
             return await builder.post(MovePostRequestBody(destination_id=folder_id), config)

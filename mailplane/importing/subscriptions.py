@@ -26,7 +26,7 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph.generated.models.subscription import Subscription
 
 from mailplane.exceptions import GraphError
-from mailplane.graph import GraphClient
+from mailplane.graph import IMMUTABLE_ID_PREFERENCE, GraphClient
 from mailplane.importing.serving_state import SubscriptionRecord, SubscriptionStore
 from mailplane.integration import ChangeNotifications
 
@@ -54,7 +54,7 @@ def inbox_resource(mailbox: str) -> str:
 
 def _immutable_ids() -> RequestConfiguration[QueryParameters]:
     config: RequestConfiguration[QueryParameters] = RequestConfiguration()
-    config.headers.add("Prefer", 'IdType="ImmutableId"')
+    config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
     return config
 
 

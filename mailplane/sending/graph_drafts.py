@@ -40,6 +40,7 @@ from msgraph.generated.users.item.messages.item.attachments.create_upload_sessio
 from msgraph.generated.users.item.messages.item.message_item_request_builder import MessageItemRequestBuilder
 
 from mailplane.exceptions import GraphError
+from mailplane.graph import IMMUTABLE_ID_PREFERENCE
 
 if TYPE_CHECKING:
     from mailplane.graph import GraphClient
@@ -61,7 +62,6 @@ DELETE_AFTER_SUBMIT_PROPERTY = "Boolean 0x0E01"  # PR_DELETE_AFTER_SUBMIT
 # A create request must stay under Graph's 4 MB request limit once the attachments are base64 (4/3 larger).
 INLINE_ATTACHMENT_BYTES = 3_000_000
 SMALL_ATTACHMENT_BYTES = 3 * 1024 * 1024  # below: POST .../attachments; at or above: an upload session
-_IMMUTABLE = 'IdType="ImmutableId"'
 _PAGE = 100
 
 
@@ -97,7 +97,7 @@ def _file(attachment: OutgoingAttachment) -> FileAttachment:
 
 def _immutable_config() -> RequestConfiguration[Any]:
     config: RequestConfiguration[Any] = RequestConfiguration()
-    config.headers.add("Prefer", _IMMUTABLE)
+    config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
     return config
 
 
@@ -169,7 +169,7 @@ class GraphDrafts:
         config: RequestConfiguration[MessagesRequestBuilder.MessagesRequestBuilderGetQueryParameters] = (
             RequestConfiguration(query_parameters=query)
         )
-        config.headers.add("Prefer", _IMMUTABLE)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         messages = self._client.service.users.by_user_id(self.mailbox).mail_folders.by_mail_folder_id("drafts").messages
         found: list[DraftFound] = []
         async with self._client.call(self.mailbox, doing="looking for an earlier draft in"):
@@ -193,7 +193,7 @@ class GraphDrafts:
         config: RequestConfiguration[MessageItemRequestBuilder.MessageItemRequestBuilderGetQueryParameters] = (
             RequestConfiguration(query_parameters=query)
         )
-        config.headers.add("Prefer", _IMMUTABLE)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         try:
             async with self._client.call(self.mailbox, doing="reading back a draft in"):
                 message = await self._message(draft_id).get(request_configuration=config)
@@ -211,7 +211,7 @@ class GraphDrafts:
         config: RequestConfiguration[AttachmentsRequestBuilder.AttachmentsRequestBuilderGetQueryParameters] = (
             RequestConfiguration(query_parameters=query)
         )
-        config.headers.add("Prefer", _IMMUTABLE)
+        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
         async with self._client.call(self.mailbox, doing="listing the attachments of a draft in"):
             page = await self._message(draft_id).attachments.get(request_configuration=config)
         return [(a.name or "", a.size or 0) for a in (page.value or [] if page else [])]
