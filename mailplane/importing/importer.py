@@ -153,6 +153,12 @@ class _MailboxRun:
         self._sending: dict[int, tuple[float, int]] = {}
         self._request_seconds: float | None = None
         self._draining = False
+        # Messages handed to importing and not finished yet, and whether the last page is in: with both, the
+        # lanes know how many are left to mark read.
+        self._importing = 0
+        self._end_known = False
+        self._full_batches = 0
+        self._conversations = _KeyedLocks()
         # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
         # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
         self._high_water = self._lane_count * BATCH_LIMIT * 2
@@ -177,27 +183,48 @@ class _MailboxRun:
         self._kick()
 
     # Marking read runs in "lanes", as many as requests may be in flight on the mailbox. Each lane sends one chained
-    # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. While more
-    # messages are coming, lanes send full batches of 20; when draining, batches shrink with what is left so the
-    # lanes finish together instead of one lane sending the last batches alone.
+    # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. A batch
+    # costs one round trip more than its items (the envelope), so lanes send full batches of 20. Two exceptions:
+    # until every lane has had a full batch (the start of a run), a free lane marks one message with a plain PATCH
+    # rather than stay idle; and once the last page is in, the number of messages left is known and batches
+    # shrink so that the lanes finish together, instead of one lane still working through a full batch alone.
+    # Otherwise a lane waits for a full batch: when importing is slower than marking read, single PATCHes would
+    # only cost more requests' worth of CPU.
 
-    def _ready_to_send(self) -> bool:
-        return len(self._to_mark) >= BATCH_LIMIT or (self._draining and bool(self._to_mark))
+    def _next_batch_size(self) -> int:
+        """Items the next mark-read call of a free lane should take; 0: wait for more."""
+        queued = len(self._to_mark)
+        if not queued:
+            return 0
+        size = BATCH_LIMIT
+        if self._draining or self._end_known:
+            size = self._balanced_batch_size(queued + self._importing)
+        if size <= queued:
+            return size
+        if self._draining:
+            return queued
+        warming_up = self._full_batches < self._lane_count
+        return 1 if warming_up else 0
 
-    def _drain_batch_size(self) -> int:
+    @staticmethod
+    def _round_trips(items: int) -> int:
+        """Request times a mark-read call of ``items`` takes: the items, plus the envelope for a batch."""
+        return items + 1 if items > 1 else items
+
+    def _balanced_batch_size(self, left: int) -> int:
         """Items for a lane that is free now, so that all lanes finish at about the same time.
 
         A batch of n chained items takes about n + 1 request times (the envelope, then the items). A lane still busy
         for b request times ends after b + 1 + m if it then takes m items; the free lane ends after n + 1. Equal ends
-        give m = n - b, so the free lane takes the smallest n with n + sum(max(0, n - b)) >= items left.
+        give m = n - b, so the free lane takes the smallest n with n + sum(max(0, n - b)) >= ``left``.
         """
-        left = len(self._to_mark)
         per_request = self._request_seconds
         if per_request is None:
             return min(BATCH_LIMIT, max(1, -(-left // self._lane_count)))
         now = asyncio.get_running_loop().time()
         busy = [
-            max(0.0, (start + (items + 1) * per_request - now) / per_request) for start, items in self._sending.values()
+            max(0.0, (start + self._round_trips(items) * per_request - now) / per_request)
+            for start, items in self._sending.values()
         ]
         busy += [0.0] * max(0, self._lane_count - 1 - len(busy))
         for size in range(1, BATCH_LIMIT + 1):
@@ -206,7 +233,7 @@ class _MailboxRun:
         return BATCH_LIMIT
 
     def _kick(self) -> None:
-        while self._lanes < self._lane_count and self._ready_to_send():
+        while self._lanes < self._lane_count and self._next_batch_size():
             self._lanes += 1
             task = asyncio.create_task(self._lane())
             self._flushes.add(task)
@@ -214,8 +241,9 @@ class _MailboxRun:
 
     async def _lane(self) -> None:
         try:
-            while self._ready_to_send():
-                size = self._drain_batch_size() if self._draining else BATCH_LIMIT
+            while size := self._next_batch_size():
+                if size == BATCH_LIMIT:
+                    self._full_batches += 1
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
                 if len(self._to_mark) < self._high_water:
                     self._room.set()
@@ -238,7 +266,7 @@ class _MailboxRun:
         finally:
             del self._sending[key]
         # Includes any wait for a concurrency slot, so it is an estimate; it only decides how the last items are split.
-        per_request = (loop.time() - started) / (len(ids) + 1)
+        per_request = (loop.time() - started) / self._round_trips(len(ids))
         previous = self._request_seconds
         self._request_seconds = per_request if previous is None else 0.7 * previous + 0.3 * per_request
         attempts = dict(batch)
@@ -307,12 +335,32 @@ class _MailboxRun:
     async def consume(
         self, pages: AsyncIterator[MessagePage], *, accept: Callable[[GraphMessage], bool] | None = None
     ) -> str | None:
-        """Import every page; the delta link of the last page (``None`` for listings)."""
+        """Import every page; the delta link of the last page (``None`` for listings).
+
+        A page's import starts while the previous page's last messages are still being imported (one waiting for
+        its attachments would otherwise hold everything up); at most two pages are in progress at once, and
+        messages of one conversation are still imported one after another, oldest first within a page.
+        """
         delta_link = None
-        async for page in pages:
-            await self.importer.check_lease(self.mailbox)
-            await self.import_page([m for m in page.messages if accept is None or accept(m)])
-            delta_link = page.delta_link or delta_link
+        previous: asyncio.Task[None] | None = None
+        try:
+            async for page in _read_ahead(pages):
+                await self.importer.check_lease(self.mailbox)
+                self._end_known = self._end_known or page.last
+                current = asyncio.create_task(
+                    self.import_page([m for m in page.messages if accept is None or accept(m)])
+                )
+                if previous is not None:
+                    await previous
+                previous = current
+                delta_link = page.delta_link or delta_link
+            if previous is not None:
+                await previous
+        finally:
+            if previous is not None and not previous.done():
+                previous.cancel()
+                with contextlib.suppress(BaseException):
+                    await previous
         await self.drain()
         return delta_link
 
@@ -332,13 +380,19 @@ class _MailboxRun:
             threads.setdefault(message.conversation_id or message.id, []).append(message)
         # Threads in parallel; within a thread oldest first (delta serves the newest first), so replies find the
         # conversation their original started.
-        await asyncio.gather(*(self._import_thread(thread) for thread in threads.values()))
+        self._importing += sum(len(thread) for thread in threads.values())
+        await asyncio.gather(*(self._import_thread(key, thread) for key, thread in threads.items()))
 
-    async def _import_thread(self, messages: list[GraphMessage]) -> None:
+    async def _import_thread(self, key: str, messages: list[GraphMessage]) -> None:
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         oldest_first = sorted(messages, key=lambda m: m.received_date_time or epoch)
-        for message in oldest_first:
-            await self.import_message(message)
+        async with self._conversations.hold(key):  # the conversation may still be importing from the previous page
+            for message in oldest_first:
+                try:
+                    await self.import_message(message)
+                finally:
+                    self._importing -= 1
+                    self._kick()
 
     async def import_message(self, message: GraphMessage, *, retry: bool = False) -> None:
         immutable_id = message.id or ""
@@ -450,6 +504,51 @@ class _MailboxRun:
             await self.move_to_failure_folder(immutable_id)
 
 
+class _KeyedLocks:
+    """One lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+
+async def _read_ahead(pages: AsyncIterator[MessagePage]) -> AsyncIterator[MessagePage]:
+    """The same pages, the next one asked for while the caller imports the current one.
+
+    Asked for late, a page request would wait for a concurrency slot behind the mark-read batches, and the lanes
+    could run dry meanwhile. An error fetching a page is raised where that page would have been yielded.
+    """
+    iterator = aiter(pages)
+    ahead: asyncio.Future[MessagePage] = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                page = await ahead
+            except StopAsyncIteration:
+                return
+            ahead = asyncio.ensure_future(anext(iterator))
+            yield page
+    finally:
+        if not ahead.done():
+            ahead.cancel()
+        with contextlib.suppress(BaseException):
+            await ahead
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:2000]
@@ -476,7 +575,7 @@ class Importer:
         holder: str | None = None,
         lease_ttl: dt.timedelta = dt.timedelta(minutes=5),
         page_size: int = 500,
-        messages_in_parallel: int = 16,
+        messages_in_parallel: int = 4,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         """Nothing is sent or written until a sync runs."""

@@ -155,11 +155,15 @@ def parse_graph_datetime(value: object) -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class MessagePage:
-    """One page of messages; ``delta_link`` is set on the last page of a delta round, ``removed`` lists ids gone."""
+    """One page of messages.
+
+    ``delta_link`` is set on the last page of a delta round, ``removed`` lists ids gone, ``last`` says no page follows.
+    """
 
     messages: tuple[GraphMessage, ...]
     removed: tuple[str, ...] = ()
     delta_link: str | None = None
+    last: bool = True
 
 
 @dataclass(frozen=True)
@@ -201,13 +205,15 @@ class MailboxGraph:
         attempts: int = 4,
         backoff_seconds: float = 0.25,
         page_size: int = 500,
+        first_page_size: int = 50,
     ) -> None:
-        """``page_size`` is the delta/list page size asked for (``Prefer: odata.maxpagesize``)."""
+        """Page sizes asked for with ``Prefer: odata.maxpagesize``: a delta round's first page, then every page."""
         self._client = client
         self.mailbox = mailbox
         self._attempts = attempts
         self._backoff = backoff_seconds
         self._page_size = page_size
+        self._first_page_size = first_page_size
         self._user = client.service.users.by_user_id(mailbox)
         self._select_content_id = True
 
@@ -236,29 +242,33 @@ class MailboxGraph:
     # --- finding messages ----------------------------------------------------------------------------------------
 
     async def delta_pages(self, folder: str, delta_link: str | None) -> AsyncIterator[MessagePage]:
-        """Pages of one delta round: from ``delta_link`` (changes since) or from scratch. Raises SyncStateLostError."""
+        """Pages of one delta round: from ``delta_link`` (changes since) or from scratch. Raises SyncStateLostError.
+
+        The first page is asked for small (``first_page_size``) so importing and marking read start while Graph is
+        still building the later, full-size pages.
+        """
         builder = self._user.mail_folders.by_mail_folder_id(folder).messages.delta
-        config = DeltaRequestBuilder.DeltaRequestBuilderGetRequestConfiguration()
-        config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
-        config.headers.add("Prefer", f"odata.maxpagesize={self._page_size}")
-        if delta_link is None:
-            config.query_parameters = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
-                select=list(MESSAGE_FIELDS)
-            )
         next_url = delta_link
-        first = delta_link is None
+        first = True
         while True:
             url = next_url
+            config = DeltaRequestBuilder.DeltaRequestBuilderGetRequestConfiguration()
+            config.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
+            size = min(self._first_page_size, self._page_size) if first else self._page_size
+            config.headers.add("Prefer", f"odata.maxpagesize={size}")
+            if url is None:
+                # The query goes on the first request only; from then on it is encoded in the links.
+                config.query_parameters = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+                    select=list(MESSAGE_FIELDS)
+                )
 
-            async def fetch(url: str | None = url) -> dict[str, Any]:
+            async def fetch(url: str | None = url, config: Any = config) -> dict[str, Any]:
                 request = builder if url is None else builder.with_url(url)
                 info = request.to_get_request_information(config)
                 return await _translate_lost_sync_state(self._get_json(info), folder, self.mailbox)
 
             page = await self._retrying(f"syncing folder {folder!r} of", fetch)
-            if first:
-                config.query_parameters = None  # the query is encoded in the links from now on
-                first = False
+            first = False
             messages, removed = [], []
             for item in page.get("value") or []:
                 if not isinstance(item, dict):
@@ -269,7 +279,7 @@ class MailboxGraph:
                     messages.append(GraphMessage(item))
             next_url = page.get("@odata.nextLink")
             delta = page.get("@odata.deltaLink")
-            yield MessagePage(tuple(messages), tuple(removed), delta)
+            yield MessagePage(tuple(messages), tuple(removed), delta, last=not next_url)
             if not next_url:
                 return
 
@@ -300,8 +310,10 @@ class MailboxGraph:
                 return await self._get_json(builder.with_url(url).to_get_request_information(plain))
 
             page = await self._retrying(f"listing unread messages in folder {folder!r} of", fetch)
-            yield MessagePage(tuple(GraphMessage(m) for m in page.get("value") or [] if isinstance(m, dict)))
             next_url = page.get("@odata.nextLink")
+            yield MessagePage(
+                tuple(GraphMessage(m) for m in page.get("value") or [] if isinstance(m, dict)), last=not next_url
+            )
             if not next_url:
                 return
 
@@ -385,11 +397,16 @@ class MailboxGraph:
     # --- marking read, moving ------------------------------------------------------------------------------------
 
     async def mark_read(self, message_ids: Sequence[str]) -> MarkReadResult:
-        """Mark up to 20 messages read in one chained ``$batch``; say which succeeded, vanished or failed."""
+        """Mark up to 20 messages read in one chained ``$batch``; say which succeeded, vanished or failed.
+
+        A single message is marked with a plain ``PATCH``: a batch envelope would cost a round trip of its own.
+        """
         if not message_ids:
             return MarkReadResult((), (), {})
         if len(message_ids) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} messages per batch")
+        if len(message_ids) == 1:
+            return await self._mark_one_read(message_ids[0])
         adapter = self._client.service.request_adapter
         items: list[dict[str, Any]] = []
         by_item: dict[str, str] = {}
@@ -417,6 +434,31 @@ class MailboxGraph:
 
         raw = await self._retrying("marking messages read in", post)
         return _mark_read_result(message_ids, by_item, raw)
+
+    async def _mark_one_read(self, message_id: str) -> MarkReadResult:
+        adapter = self._client.service.request_adapter
+        content = json.dumps({"isRead": True}).encode()
+
+        async def patch() -> None:
+            info = RequestInformation(
+                Method.PATCH,
+                "{+baseurl}/users/{user%2Did}/messages/{message%2Did}",
+                {"user%2Did": self.mailbox, "message%2Did": message_id},
+            )
+            info.headers.try_add("Content-Type", "application/json")
+            info.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
+            info.content = content
+            await adapter.send_no_response_content_async(info, {"XXX": ODataError})
+
+        try:
+            await self._retrying("marking a message read in", patch)
+        except GraphError as error:
+            if error.status == 404:  # noqa: PLR2004 - the message was deleted meanwhile
+                return MarkReadResult((), (message_id,), {})
+            # As for a batch item: not marked this time, the caller may try again.
+            reason = f"{error.status or ''} {error.code or ''}".strip() or str(error)
+            return MarkReadResult((), (), {message_id: reason})
+        return MarkReadResult((message_id,), (), {})
 
     async def move(self, message_id: str, folder_id: str) -> bool:
         """Move a message (its immutable id stays). ``False`` when the message no longer exists."""
