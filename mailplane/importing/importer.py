@@ -158,6 +158,7 @@ class _MailboxRun:
         self._importing = 0
         self._end_known = False
         self._full_batches = 0
+        self._warm_up_singles = 0
         self._conversations = _KeyedLocks()
         # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
         # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
@@ -186,25 +187,25 @@ class _MailboxRun:
     # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. A batch
     # costs one round trip more than its items (the envelope), so lanes send full batches of 20. Two exceptions:
     # until every lane has had a full batch (the start of a run), a free lane marks one message with a plain PATCH
-    # rather than stay idle; and once the last page is in, the number of messages left is known and batches
-    # shrink so that the lanes finish together, instead of one lane still working through a full batch alone.
-    # Otherwise a lane waits for a full batch: when importing is slower than marking read, single PATCHes would
-    # only cost more requests' worth of CPU.
+    # rather than stay idle, a batch's worth of them at most (if batches still do not fill up, importing is the
+    # slower side and single PATCHes would only cost more CPU); and once the last page is in, the number of
+    # messages left is known and batches shrink so that the lanes finish together, instead of one lane still
+    # working through a full batch alone. Otherwise a lane waits for a full batch.
 
-    def _next_batch_size(self) -> int:
-        """Items the next mark-read call of a free lane should take; 0: wait for more."""
+    def _next_batch(self) -> tuple[int, bool]:
+        """Items for a free lane's next mark-read call (0: wait for more); whether it is a warm-up PATCH."""
         queued = len(self._to_mark)
         if not queued:
-            return 0
+            return 0, False
         size = BATCH_LIMIT
         if self._draining or self._end_known:
             size = self._balanced_batch_size(queued + self._importing)
         if size <= queued:
-            return size
+            return size, False
         if self._draining:
-            return queued
-        warming_up = self._full_batches < self._lane_count
-        return 1 if warming_up else 0
+            return queued, False
+        warming_up = self._full_batches < self._lane_count and self._warm_up_singles < BATCH_LIMIT
+        return (1, True) if warming_up else (0, False)
 
     @staticmethod
     def _round_trips(items: int) -> int:
@@ -233,7 +234,7 @@ class _MailboxRun:
         return BATCH_LIMIT
 
     def _kick(self) -> None:
-        while self._lanes < self._lane_count and self._next_batch_size():
+        while self._lanes < self._lane_count and self._next_batch()[0]:
             self._lanes += 1
             task = asyncio.create_task(self._lane())
             self._flushes.add(task)
@@ -241,9 +242,12 @@ class _MailboxRun:
 
     async def _lane(self) -> None:
         try:
-            while size := self._next_batch_size():
-                if size == BATCH_LIMIT:
-                    self._full_batches += 1
+            while True:
+                size, warm_up = self._next_batch()
+                if not size:
+                    break
+                self._full_batches += size == BATCH_LIMIT
+                self._warm_up_singles += warm_up
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
                 if len(self._to_mark) < self._high_water:
                     self._room.set()

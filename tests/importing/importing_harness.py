@@ -170,8 +170,13 @@ def received(minute: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(minutes=60 - minute)
 
 
-def run_importer(tenant: Any, config: Any, operation: Callable[[Any], Awaitable[T]], *, records: Any = None) -> T:
-    """Run ``operation(importer)`` against the dev tenant with a fresh client, store and blob folder."""
+def run_importer(
+    tenant: Any, config: Any, operation: Callable[[Any], Awaitable[T]], *, records: Any = None, **options: Any
+) -> T:
+    """Run ``operation(importer)`` against the dev tenant with a fresh client, store and blob folder.
+
+    ``options`` go to the :class:`~mailplane.importing.importer.Importer` (``page_size=...``).
+    """
     from mailplane.graph import GraphClient, StaticTokenCredential
     from mailplane.importing import open_import_store
     from mailplane.importing.blobs import FileBlobStore
@@ -182,7 +187,9 @@ def run_importer(tenant: Any, config: Any, operation: Callable[[Any], Awaitable[
         store = open_import_store(config.store)
         blobs = FileBlobStore(config.store.sqlite_path.with_name("blobs"))
         async with GraphClient(StaticTokenCredential(), base_url=tenant.graph_base_url, retry_delay=0) as graph, store:
-            importer = Importer(config, graph, store, blobs=blobs, records=records or InMemoryRecords(RECORDS))
+            importer = Importer(
+                config, graph, store, blobs=blobs, records=records or InMemoryRecords(RECORDS), **options
+            )
             return await operation(importer)
 
     return asyncio.run(scenario())

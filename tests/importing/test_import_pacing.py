@@ -1,0 +1,196 @@
+"""How the importer paces its Graph requests: delta pages, read-ahead, single PATCHes and batches for marking read."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from importing_harness import SUPPORT, eml, read_store, received, run_importer
+
+from mailplane.graph import GraphClient, StaticTokenCredential
+from mailplane.importing.importer import _KeyedLocks, _read_ahead
+from mailplane.importing.mailbox_graph import BATCH_LIMIT, MailboxGraph, MessagePage
+
+
+def _seed(tenant, count: int) -> None:
+    for n in range(count):
+        tenant.state.seed_eml(
+            SUPPORT, eml(f"Question {n}", message_id=f"<q{n}@contoso.example>"), received=received(n / 10)
+        )
+
+
+def test_a_few_new_messages__import_once__each_marked_read_with_a_plain_patch_and_no_batch(tenant, make_config):
+    config = make_config()
+    _seed(tenant, 3)
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    assert report.imported == 3
+    assert tenant.requests.count(kind="batch", include_batch_envelopes=True) == 0
+    assert tenant.requests.count(method="PATCH", kind="message.update", in_batch=False) == 3
+    assert all(m.is_read for m in tenant.state.messages(SUPPORT, "inbox"))
+
+
+def test_many_new_messages__import_once__marked_read_mostly_in_batches_of_at_most_20_one_request_each(
+    tenant, make_config
+):
+    config = make_config()
+    _seed(tenant, 150)
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    assert report.imported == 150
+    batched = tenant.requests.count(method="PATCH", kind="message.update", in_batch=True)
+    single = tenant.requests.count(method="PATCH", kind="message.update", in_batch=False)
+    envelopes = tenant.requests.count(kind="batch", include_batch_envelopes=True)
+    assert batched + single == 150  # every message marked read exactly once
+    assert batched > single
+    assert envelopes * BATCH_LIMIT >= batched
+    assert all(m.is_read for m in tenant.state.messages(SUPPORT, "inbox"))
+
+
+def test_first_delta_page__import_once__asked_for_small_then_full_size_pages(tenant, make_config):
+    config = make_config()
+    _seed(tenant, 120)
+
+    run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]), page_size=200)
+
+    # 120 messages fit one page of 200; the first page is asked for with 50, so the rest comes in a second one.
+    assert tenant.requests.count(kind="message.delta") == 2
+
+
+def test_conversation_split_over_pages__import_once__one_conversation_with_every_message(tenant, make_config):
+    config = make_config()
+    tenant.state.seed_eml(SUPPORT, eml("Printer on fire", message_id="<t0@contoso.example>"), received=received(0))
+    for n in range(1, 8):
+        tenant.state.seed_eml(
+            SUPPORT, eml(f"Other {n}", message_id=f"<o{n}@contoso.example>"), received=received(n + 0.5)
+        )
+        tenant.state.seed_eml(
+            SUPPORT,
+            eml(
+                "RE: Printer on fire",
+                sender="Agent Smith <agent.smith@fabrikam.com>",
+                message_id=f"<t{n}@fabrikam.com>",
+                in_reply_to="<t0@contoso.example>",
+                references="<t0@contoso.example>",
+            ),
+            received=received(n),
+        )
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]), page_size=3)
+
+    assert report.imported == 15
+    conversations = read_store(config, lambda s: s.list_conversations())
+    printer = [c for c in conversations if c.parent_fields["title"] == "Printer on fire"]
+    assert len(printer) == 1
+    assert sorted(m.internet_message_id for m in printer[0].messages) == sorted(
+        ["<t0@contoso.example>", *(f"<t{n}@fabrikam.com>" for n in range(1, 8))]
+    )
+
+
+def _mark_one(tenant, message_id: str):
+    async def run():
+        async with GraphClient(StaticTokenCredential(), base_url=tenant.graph_base_url, retry_delay=0) as graph:
+            return await MailboxGraph(graph, SUPPORT, backoff_seconds=0).mark_read([message_id])
+
+    return asyncio.run(run())
+
+
+def test_one_message__mark_read__plain_patch_says_done_gone_or_failed(tenant):
+    _seed(tenant, 2)
+    first, second = (m.immutable_id for m in tenant.state.messages(SUPPORT, "inbox"))
+
+    assert _mark_one(tenant, first).done == (first,)
+    assert {m.immutable_id: m.is_read for m in tenant.state.messages(SUPPORT, "inbox")} == {first: True, second: False}
+
+    tenant.faults.error(403, code="ErrorAccessDenied", method="PATCH")
+    refused = _mark_one(tenant, second)
+    assert (refused.done, refused.gone, refused.failed) == ((), (), {second: "403 ErrorAccessDenied"})
+    tenant.faults.clear()
+
+    assert _mark_one(tenant, "AAMkAGone-message-id=").gone == ("AAMkAGone-message-id=",)
+
+
+def _pages(log: list[str], *, fail_at: int | None = None, count: int = 3):
+    async def pages():
+        try:
+            for n in range(count):
+                log.append(f"fetch {n}")
+                await asyncio.sleep(0)
+                if n == fail_at:
+                    raise RuntimeError(f"page {n} could not be read")
+                yield MessagePage((), last=n == count - 1)
+        finally:
+            log.append("closed")
+
+    return pages()
+
+
+def test_pages__read_ahead__next_page_fetched_while_the_current_one_is_imported():
+    async def run():
+        log: list[str] = []
+        async for page in _read_ahead(_pages(log)):
+            await asyncio.sleep(0.01)  # importing the page
+            log.append(f"imported {'last' if page.last else 'page'}")
+        return log
+
+    assert asyncio.run(run()) == [
+        "fetch 0",
+        "fetch 1",
+        "imported page",
+        "fetch 2",
+        "imported page",
+        "closed",
+        "imported last",
+    ]
+
+
+def test_page_that_fails__read_ahead__error_raised_where_that_page_would_have_come():
+    async def run():
+        log: list[str] = []
+
+        async def consume() -> None:
+            async for _ in _read_ahead(_pages(log, fail_at=1)):
+                await asyncio.sleep(0.01)
+                log.append("imported")
+
+        with pytest.raises(RuntimeError, match="page 1 could not be read"):
+            await consume()
+        return log
+
+    assert asyncio.run(run()) == ["fetch 0", "fetch 1", "closed", "imported"]
+
+
+def test_consumer_stops_early__read_ahead__the_page_being_fetched_is_abandoned_and_the_pages_closed():
+    async def run():
+        log: list[str] = []
+        reader = _read_ahead(_pages(log, count=5))
+        async for _ in reader:
+            await asyncio.sleep(0)  # the next page's fetch has started
+            break
+        await reader.aclose()
+        await asyncio.sleep(0.01)
+        return log
+
+    assert asyncio.run(run()) == ["fetch 0", "fetch 1", "closed"]
+
+
+def test_keyed_locks__same_key_one_at_a_time_other_keys_alongside_and_nothing_kept_afterwards():
+    async def run():
+        locks = _KeyedLocks()
+        log: list[str] = []
+
+        async def hold(key: str, name: str) -> None:
+            async with locks.hold(key):
+                log.append(f"{name} in")
+                await asyncio.sleep(0.01)
+                log.append(f"{name} out")
+
+        await asyncio.gather(hold("a", "a1"), hold("a", "a2"), hold("b", "b1"))
+        return log, locks._locks
+
+    log, left = asyncio.run(run())
+    assert log.index("a1 out") < log.index("a2 in")
+    assert log.index("b1 in") < log.index("a1 out")
+    assert left == {}
