@@ -8,7 +8,8 @@ For each enabled shared account, one worker at a time (a lease in the store) run
    no longer valid; the unread listing when delta is unavailable);
 3. for each unread message without a state row: read its facts, choose destinations, fill the conversation parent
    fields, match followers, stream attachments and inline images within the size limit (record skips), and write it
-   all with one :meth:`ImportStore.record_import` transaction; then mark it read (``$batch``, 20 per request). A
+   all with one :meth:`ImportStore.record_import` transaction; then mark it read (chained ``$batch`` requests of
+   up to 20 in four lanes, plain ``PATCH`` requests while the first batches fill up, see ``_MailboxRun``). A
    message that cannot be imported gets a ``failed`` row with the reason and is moved to the failure folder;
 4. save the new delta link.
 

@@ -11,7 +11,8 @@ to the failure folder and back, and the store's (mailbox, immutable id) key stay
   of one batch are chained with ``dependsOn`` so each batch keeps one request in flight on the mailbox and several
   batches run side by side within the per-mailbox concurrency limit. msgraph-core serializes the chaining field as
   ``depends_on``, which Graph ignores (microsoftgraph/msgraph-sdk-python-core#996), so the batch body is built here
-  and sent through the SDK's request adapter (same authentication, middleware and error handling).
+  and sent through the SDK's request adapter (same authentication, middleware and error handling). One message
+  alone is marked with a plain ``PATCH`` (a batch would add its envelope's round trip).
 * Attachments: listed without their content (sizes are known before anything is downloaded), then each one is
   streamed from ``/$value`` in chunks (:meth:`MailboxGraph.stream_attachment`); nothing holds a whole file in memory.
 * Moving: ``move`` to the failure folder (created if missing) and back.
