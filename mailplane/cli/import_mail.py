@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from mailplane.cli.options import config_option
+from mailplane.cli.options import config_option, graph_url_option
 
 if TYPE_CHECKING:
     from mailplane.importing.importer import ImportReport
@@ -144,7 +144,7 @@ async def _deliver_once(sink: WebhookSinkDeliverer) -> int:
 @click.option("--watch", "mode", flag_value="watch", help="Keep syncing; run recovery on the config's schedule.")
 @click.option("--recover", "mode", flag_value="recover", help="Run recovery once and exit.")
 @click.option("--resync", "mode", flag_value="resync", help="Forget the delta links and sync from scratch, once.")
-@click.option("--graph-url", help="Graph base URL (default: the config's graph.baseUrl; the dev tenant's for tests).")
+@graph_url_option
 @click.option(
     "--records",
     "records_path",

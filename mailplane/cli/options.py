@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["config_option"]
+__all__ = ["config_option", "graph_url_option"]
 
 config_option = click.option(
     "--config",
@@ -16,3 +16,10 @@ config_option = click.option(
     help="The integration config (JSON).",
 )
 """``--config FILE``: the integration config, passed to the command as ``config_path``."""
+
+graph_url_option = click.option(
+    "--graph-url",
+    envvar="MAILPLANE_GRAPH_URL",
+    help="Graph base URL (default: $MAILPLANE_GRAPH_URL or the config's graph.baseUrl).",
+)
+"""``--graph-url URL``: where Graph requests go, passed to the command as ``graph_url``."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from mailplane.cli.options import config_option
+from mailplane.cli.options import config_option, graph_url_option
 from mailplane.exceptions import GraphError, IntegrationConfigError, SendError, StoreError
 
 if TYPE_CHECKING:
@@ -113,11 +113,7 @@ def _common(command: Callable[..., Any]) -> Callable[..., Any]:
         envvar="MAILPLANE_STORE_PATH",
         help="SQLite file for send state (default: $MAILPLANE_STORE_PATH or the config's store.path).",
     )(command)
-    command = click.option(
-        "--graph-url",
-        envvar="MAILPLANE_GRAPH_URL",
-        help="Graph base URL (default: $MAILPLANE_GRAPH_URL or the config's graph.baseUrl).",
-    )(command)
+    command = graph_url_option(command)
     return config_option(command)
 
 

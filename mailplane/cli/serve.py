@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from mailplane.cli.options import graph_url_option
+
 if TYPE_CHECKING:
     from mailplane.importing.serving_state import ServingStore
     from mailplane.integration import IntegrationConfig
@@ -126,7 +128,7 @@ async def _serve(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (behind an https proxy).")
 @click.option("--port", default=8080, show_default=True, help="Port to listen on.")
 @click.option("--workers", default=4, show_default=True, help="Mailboxes synced at the same time.")
-@click.option("--graph-url", help="Graph base URL (default: the config's graph.baseUrl).")
+@graph_url_option
 @click.option(
     "--records",
     "records_path",
