@@ -52,6 +52,7 @@ from mailplane.importing.store import (
     MessageState,
     ThreadKeys,
 )
+from mailplane.store_schema import IMPORT_SCHEMA_VERSION, check_schema_version
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
@@ -64,6 +65,7 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEMA_LOCK = 0x6D61696C706C616E  # "mailplan": serializes schema creation across workers
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS import_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     mailbox     text PRIMARY KEY,
     holder      text NOT NULL,
@@ -316,6 +318,10 @@ class PostgresImportStore:
         await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         await connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
         await connection.execute(SCHEMA.encode())  # several statements, no parameters
+        cursor = await connection.execute("SELECT version FROM import_schema")
+        row = await cursor.fetchone()
+        if check_schema_version(row["version"] if row else None, known=IMPORT_SCHEMA_VERSION, store=repr(self)):
+            await connection.execute("INSERT INTO import_schema (version) VALUES (%s)", (IMPORT_SCHEMA_VERSION,))
 
     async def _close_connection(self) -> None:
         connection, self._connection = self._connection, None

@@ -43,12 +43,14 @@ from mailplane.importing.store import (
     MessageState,
     ThreadKeys,
 )
+from mailplane.store_schema import IMPORT_SCHEMA_VERSION, check_schema_version
 
 __all__ = ["SCHEMA", "SqliteImportStore"]
 
 _T = TypeVar("_T")
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS import_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     mailbox     TEXT PRIMARY KEY,
     holder      TEXT NOT NULL,
@@ -272,8 +274,19 @@ class SqliteImportStore:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
             connection.execute(f"PRAGMA busy_timeout={int(self._busy_timeout.total_seconds() * 1000)}")
-            # One script, one transaction: workers opening the same new file at once create the schema once.
-            connection.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            # One transaction: workers opening the same new file at once create the schema and stamp it once.
+            connection.executescript("BEGIN IMMEDIATE;" + SCHEMA)
+            try:
+                row = connection.execute("SELECT version FROM import_schema").fetchone()
+                if check_schema_version(
+                    row["version"] if row else None, known=IMPORT_SCHEMA_VERSION, store=f"the import store {self._path}"
+                ):
+                    connection.execute("INSERT INTO import_schema (version) VALUES (?)", (IMPORT_SCHEMA_VERSION,))
+            except BaseException:
+                connection.rollback()
+                connection.close()
+                raise
+            connection.commit()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"opening the import store {self._path}: {exc}. Check the path in store.path and its permissions."

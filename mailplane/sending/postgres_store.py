@@ -38,6 +38,7 @@ from mailplane.sending.store import (
     SendTestStatus,
     lease_owner_gone,
 )
+from mailplane.store_schema import SEND_SCHEMA_VERSION, check_schema_version
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
@@ -52,6 +53,7 @@ _UPDATABLE = frozenset({"state", "draft_id", "not_before", "attempts", "last_err
 _UNFINISHED = [s.value for s in UNFINISHED_STATES]
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS send_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS send_messages (
     key          text PRIMARY KEY,
     mailbox      text NOT NULL,
@@ -121,6 +123,13 @@ class PostgresSendStore:
                     self._db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
                     self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
                 self._db.execute(SCHEMA)
+                row = self._db.execute("SELECT version FROM send_schema").fetchone()
+                where = f"the PostgreSQL send store (schema {schema or 'on the search path'})"
+                if check_schema_version(row["version"] if row else None, known=SEND_SCHEMA_VERSION, store=where):
+                    self._db.execute("INSERT INTO send_schema (version) VALUES (%s)", (SEND_SCHEMA_VERSION,))
+        except StoreError:
+            self._db.close()
+            raise
         except psycopg.Error as error:
             raise StoreError(
                 f"opening the PostgreSQL send store: {type(error).__name__}: "

@@ -27,6 +27,7 @@ from mailplane.sending.store import (
     SendTestStatus,
     lease_owner_gone,
 )
+from mailplane.store_schema import SEND_SCHEMA_VERSION, check_schema_version
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteSendStore"]
 
-_SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS send_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS send_messages (
@@ -108,13 +108,9 @@ class SQLiteSendStore:
             self._db.executescript(_SCHEMA)  # idempotent; executescript commits on its own
             with self._transaction():
                 row = self._db.execute("SELECT version FROM send_schema").fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO send_schema (version) VALUES (?)", (_SCHEMA_VERSION,))
-                elif row["version"] > _SCHEMA_VERSION:
-                    raise StoreError(
-                        f"opening the send store {self.path}: it was written by a newer mailplane (schema "
-                        f"{row['version']}, this one knows {_SCHEMA_VERSION}). Upgrade mailplane"
-                    )
+                where = f"the send store {self.path}"
+                if check_schema_version(row["version"] if row else None, known=SEND_SCHEMA_VERSION, store=where):
+                    self._db.execute("INSERT INTO send_schema (version) VALUES (?)", (SEND_SCHEMA_VERSION,))
         except (sqlite3.Error, OSError) as error:
             raise StoreError(
                 f"opening the send store {self.path}: {error}. Check that the folder is writable and the file is a "

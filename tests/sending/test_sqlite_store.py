@@ -15,6 +15,7 @@ from mailplane.integration import SendingLimits, StoreSettings
 from mailplane.sending.outgoing import Address, OutgoingAttachment, OutgoingMessage, content_fingerprint
 from mailplane.sending.sqlite_store import SQLiteSendStore
 from mailplane.sending.store import ResponseLogEntry, SendRecord, SendState, SendTestStatus, open_send_store
+from mailplane.store_schema import SEND_SCHEMA_VERSION
 
 MAILBOX = "alerts@contoso.com"
 
@@ -212,3 +213,23 @@ def test_forget_finished__old_sent_and_failed_deleted_unfinished_and_recent_kept
     assert store.forget_finished(MAILBOX, cutoff) == 2
     assert sorted(r.key for r in store.records(MAILBOX)) == ["new-sent", "queued"]
     assert store.get("queued").message.attachments
+
+
+def test_send_store_written_by_a_newer_mailplane__open__refused_with_what_to_do(store_spec):
+    with _open(store_spec):
+        pass
+    if store_spec[0] == "sqlite":
+        with sqlite3.connect(store_spec[1]) as db:
+            assert db.execute("SELECT version FROM send_schema").fetchall() == [(SEND_SCHEMA_VERSION,)]
+            db.execute("UPDATE send_schema SET version = version + 1")
+    else:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(store_spec[1], autocommit=True) as db:
+            table = sql.Identifier(store_spec[2], "send_schema")
+            assert db.execute(sql.SQL("SELECT version FROM {}").format(table)).fetchall() == [(SEND_SCHEMA_VERSION,)]
+            db.execute(sql.SQL("UPDATE {} SET version = version + 1").format(table))
+
+    with pytest.raises(StoreError, match=r"newer mailplane \(schema version 2; .*Upgrade mailplane on every worker"):
+        _open(store_spec)
