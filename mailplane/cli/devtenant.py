@@ -37,6 +37,7 @@ def devtenant(  # noqa: PLR0917 - click passes options positionally
     """Serve the dev tenant (a local Graph mail and Exchange admin emulator) on 127.0.0.1 until Ctrl-C."""
     from mailplane.devtenant.app import DevTenant
     from mailplane.devtenant.seeding import seed_directory
+    from mailplane.process import settle_heap
 
     tenant = DevTenant(
         port=port, concurrency=concurrency, window_limit=window_limit, latency_ms=latency_ms, token=token
@@ -54,6 +55,7 @@ def devtenant(  # noqa: PLR0917 - click passes options positionally
         raise click.UsageError(
             f"starting the dev tenant on 127.0.0.1:{port}: {error.strerror or error}. Pick another --port."
         ) from error
+    settle_heap()
     try:
         click.echo("mailplane dev tenant (development only, never a production endpoint)")
         click.echo(f"  Graph:    {tenant.graph_base_url}")

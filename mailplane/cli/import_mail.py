@@ -72,6 +72,7 @@ async def _run(
     from mailplane.importing.blobs import FileBlobStore
     from mailplane.importing.importer import Importer, ImportReport
     from mailplane.importing.webhook_sink import WebhookSinkDeliverer
+    from mailplane.process import settle_heap
 
     base_url = graph_url or config.graph_base_url
     store = open_import_store(config.store)
@@ -82,6 +83,7 @@ async def _run(
         importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records, lease_ttl=lease_ttl)
         outbox = cast("SinkOutbox", store)
         sink = WebhookSinkDeliverer(config.webhook_sink, outbox) if config.webhook_sink is not None else None
+        settle_heap()
 
         def show(kind: str, report: ImportReport) -> None:
             nonlocal failures

@@ -76,6 +76,7 @@ async def _serve(
     from mailplane.importing.receiver import NotificationReceiver, bind_socket, importer_syncer, serve_notifications
     from mailplane.importing.subscriptions import SubscriptionManager
     from mailplane.importing.webhook_sink import WebhookSinkDeliverer
+    from mailplane.process import settle_heap
 
     client_state = _client_state(config)
     settings = config.change_notifications
@@ -95,6 +96,7 @@ async def _serve(
             client_state=client_state, manager=manager, syncer=importer_syncer(importer), workers=workers
         )
         sink = WebhookSinkDeliverer(config.webhook_sink, store) if config.webhook_sink is not None else None
+        settle_heap()
         click.echo(
             f"mailplane serve: listening on {host}:{sock.getsockname()[1]}; Graph posts to "
             f"{settings.notification_url} (lifecycle: {settings.lifecycle_url}); {len(mailboxes)} mailbox(es)"
