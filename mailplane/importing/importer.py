@@ -68,6 +68,7 @@ __all__ = [
 logger = logging.getLogger("mailplane.importing")
 
 _MARK_READ_ATTEMPTS = 3
+_LAST_SINGLES_PER_LANE = 3
 
 
 IncomingMessageHandler = Callable[[dict[str, Any]], Mapping[str, Any] | None]
@@ -159,7 +160,7 @@ class _MailboxRun:
         self._importing = 0
         self._end_known = False
         self._full_batches = 0
-        self._warm_up_singles = 0
+        self._warm_up_calls = 0
         self._conversations = _KeyedLocks()
         # Backpressure: importing stays at most two rounds of batches ahead of marking read. Importing everything
         # first would keep the event loop busy while the mark-read lanes wait for their answers to be processed.
@@ -187,26 +188,31 @@ class _MailboxRun:
     # Marking read runs in "lanes", as many as requests may be in flight on the mailbox. Each lane sends one chained
     # $batch at a time (one request in flight), so the lanes together keep the mailbox's concurrency busy. A batch
     # costs one round trip more than its items (the envelope), so lanes send full batches of 20. Two exceptions:
-    # until every lane has had a full batch (the start of a run), a free lane marks one message with a plain PATCH
-    # rather than stay idle, a batch's worth of them at most (if batches still do not fill up, importing is the
-    # slower side and single PATCHes would only cost more CPU); and once the last page is in, the number of
-    # messages left is known and batches shrink so that the lanes finish together, instead of one lane still
-    # working through a full batch alone. Otherwise a lane waits for a full batch.
+    # until every lane has had a full batch (the start of a run, while importing is still catching up), a free lane
+    # takes whatever is waiting rather than stay idle (one message: a plain PATCH), 20 times at most (if batches
+    # still do not fill up, importing is the slower side and small batches would only cost more requests); and once
+    # the last page is in, the number of messages left is known and batches shrink so that the lanes finish
+    # together, instead of one lane still working through a full batch alone, the last few (three per lane at most)
+    # as plain PATCHes. Otherwise a lane waits for a full batch.
 
     def _next_batch(self) -> tuple[int, bool]:
-        """Items for a free lane's next mark-read call (0: wait for more); whether it is a warm-up PATCH."""
+        """Items for a free lane's next mark-read call (0: wait for more), and whether it is a warm-up call."""
         queued = len(self._to_mark)
         if not queued:
             return 0, False
         size = BATCH_LIMIT
         if self._draining or self._end_known:
-            size = self._balanced_batch_size(queued + self._importing)
+            left = queued + self._importing
+            # The last few go one by one: a plain PATCH is one round trip, a batch of n is n + 1, and lanes taking
+            # one at a time end within a round trip of each other.
+            size = 1 if left <= self._lane_count * _LAST_SINGLES_PER_LANE else self._balanced_batch_size(left)
         if size <= queued:
             return size, False
         if self._draining:
             return queued, False
-        warming_up = self._full_batches < self._lane_count and self._warm_up_singles < BATCH_LIMIT
-        return (1, True) if warming_up else (0, False)
+        if self._full_batches >= self._lane_count or self._warm_up_calls >= BATCH_LIMIT:
+            return 0, False
+        return queued, True  # warming up: whatever is waiting (one message: a plain PATCH)
 
     @staticmethod
     def _round_trips(items: int) -> int:
@@ -248,7 +254,7 @@ class _MailboxRun:
                 if not size:
                     break
                 self._full_batches += size == BATCH_LIMIT
-                self._warm_up_singles += warm_up
+                self._warm_up_calls += warm_up
                 batch, self._to_mark = self._to_mark[:size], self._to_mark[size:]
                 if len(self._to_mark) < self._high_water:
                     self._room.set()
