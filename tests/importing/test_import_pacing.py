@@ -194,3 +194,38 @@ def test_keyed_locks__same_key_one_at_a_time_other_keys_alongside_and_nothing_ke
     assert log.index("a1 out") < log.index("a2 in")
     assert log.index("b1 in") < log.index("a1 out")
     assert left == {}
+
+
+def _lanes(*, queued: int, importing: int = 0, end_known: bool = False, full_batches: int = 0, warm_up_calls: int = 0):
+    """A mailbox run's mark-read lanes in a given state (no Graph, no store: only the sizing is looked at)."""
+    from types import SimpleNamespace
+
+    from mailplane.graph import MailboxConcurrencyLimiter
+    from mailplane.importing.importer import MailboxReport, _MailboxRun
+
+    graph = SimpleNamespace(limiter=MailboxConcurrencyLimiter(4), service=SimpleNamespace(users=SimpleNamespace()))
+    graph.service.users.by_user_id = lambda _mailbox: None
+    importer = SimpleNamespace(graph=graph, page_size=500, store=None, messages_in_parallel=4)
+    run = _MailboxRun(importer, SimpleNamespace(address=SUPPORT), MailboxReport(SUPPORT))
+    run._to_mark = [(f"id{n}", 0) for n in range(queued)]
+    run._importing, run._end_known = importing, end_known
+    run._full_batches, run._warm_up_calls = full_batches, warm_up_calls
+    return run
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"queued": 25, "importing": 300}, (20, False)),  # more coming: full batches
+        ({"queued": 3, "importing": 300}, (3, True)),  # start: whatever is waiting rather than idle
+        ({"queued": 1, "importing": 300}, (1, True)),  # one waiting: a plain PATCH
+        ({"queued": 3, "importing": 300, "full_batches": 4}, (0, False)),  # every lane had a full batch: wait
+        ({"queued": 3, "importing": 300, "warm_up_calls": 20}, (0, False)),  # warm-up spent: wait
+        ({"queued": 10, "end_known": True}, (1, False)),  # the last few: one by one
+        ({"queued": 30, "importing": 200, "end_known": True}, (20, False)),  # end known, plenty left: full batches
+        ({"queued": 14, "end_known": True}, (4, False)),  # 14 left over four free lanes: batches of four
+        ({"queued": 0, "importing": 50}, (0, False)),
+    ],
+)
+def test_mark_read_lanes__next_batch__sized_for_the_phase_of_the_run(state, expected):
+    assert _lanes(**state)._next_batch() == expected
