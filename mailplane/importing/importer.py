@@ -353,25 +353,29 @@ class _MailboxRun:
         messages of one conversation are still imported one after another, oldest first within a page.
         """
         delta_link = None
-        previous: asyncio.Task[None] | None = None
+        importing: list[asyncio.Task[None]] = []
         try:
             async for page in _read_ahead(pages):
                 await self.importer.check_lease(self.mailbox)
                 self._end_known = self._end_known or page.last
-                current = asyncio.create_task(
-                    self.import_page([m for m in page.messages if accept is None or accept(m)])
+                importing.append(
+                    asyncio.create_task(self.import_page([m for m in page.messages if accept is None or accept(m)]))
                 )
-                if previous is not None:
-                    await previous
-                previous = current
+                if len(importing) > 1:
+                    await importing.pop(0)
                 delta_link = page.delta_link or delta_link
-            if previous is not None:
-                await previous
-        finally:
-            if previous is not None and not previous.done():
-                previous.cancel()
+            while importing:
+                await importing.pop(0)
+        except BaseException as error:
+            # A page that could not be read (or a lease lost) ends the sync, but the pages being imported finish
+            # first, so their messages are written rather than redone by the next run. Only a cancelled run cancels
+            # them.
+            for task in importing:
+                if isinstance(error, asyncio.CancelledError):
+                    task.cancel()
                 with contextlib.suppress(BaseException):
-                    await previous
+                    await task
+            raise
         await self.drain()
         return delta_link
 

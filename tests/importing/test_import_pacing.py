@@ -229,3 +229,26 @@ def _lanes(*, queued: int, importing: int = 0, end_known: bool = False, full_bat
 )
 def test_mark_read_lanes__next_batch__sized_for_the_phase_of_the_run(state, expected):
     assert _lanes(**state)._next_batch() == expected
+
+
+def test_second_delta_page_refused__import_once__first_page_imported_error_reported_rest_on_the_next_run(
+    tenant, make_config
+):
+    config = make_config()
+    _seed(tenant, 12)
+    tenant.faults.error(403, code="ErrorAccessDenied", path=r"/messages/delta", after=1)
+
+    first = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]), page_size=5)
+
+    (report,) = first.mailboxes
+    assert report.imported == 5  # the first page, imported while the second was being asked for
+    assert len(report.errors) == 1
+    assert "403" in report.errors[0]
+    assert read_store(config, lambda s: s.count_messages()) == 5
+    tenant.faults.clear()
+
+    second = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]), page_size=5)
+
+    assert second.imported == 7
+    assert read_store(config, lambda s: s.count_messages()) == 12
+    assert all(m.is_read for m in tenant.state.messages(SUPPORT, "inbox"))
