@@ -36,7 +36,7 @@ from mailplane.sending.store import (
     SendState,
     SendSummary,
     SendTestStatus,
-    lease_owner_gone,
+    claimable_keys,
 )
 from mailplane.store_schema import SEND_SCHEMA_VERSION, check_schema_version
 
@@ -238,32 +238,18 @@ class PostgresSendStore:
         keys: Collection[str] | None = None,
     ) -> list[SendRecord]:
         """Lease due, unfinished sends of ``mailbox`` (see SendStore.claim_due)."""
-        claimed: list[str] = []
         with self._transaction() as db:
             rows = db.execute(
                 "SELECT key, lease_owner, lease_until FROM send_messages WHERE mailbox = %s AND state = ANY(%s) "
                 "AND not_before <= %s ORDER BY not_before, created_at, part FOR UPDATE SKIP LOCKED",
                 (mailbox.lower(), _UNFINISHED, now),
             ).fetchall()
-            for row in rows:
-                if len(claimed) >= limit:
-                    break
-                if keys is not None and row["key"] not in keys:
-                    continue
-                lease_owner, lease_until = row["lease_owner"], row["lease_until"]
-                leased = (
-                    lease_owner is not None
-                    and lease_owner != owner
-                    and (lease_until or 0) > now
-                    and not lease_owner_gone(lease_owner)
-                )
-                if leased:
-                    continue
+            claimed = claimable_keys(rows, owner=owner, now=now, limit=limit, keys=keys)
+            for key in claimed:
                 db.execute(
                     "UPDATE send_messages SET lease_owner = %s, lease_until = %s WHERE key = %s",
-                    (owner, now + lease_seconds, row["key"]),
+                    (owner, now + lease_seconds, key),
                 )
-                claimed.append(row["key"])
         return [self._must_get(key) for key in claimed]
 
     def release(self, key: str, owner: str) -> None:

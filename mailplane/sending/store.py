@@ -30,7 +30,7 @@ from mailplane.exceptions import StoreError
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection, Iterable, Mapping
 
     from mailplane.integration import SendingLimits, StoreSettings
     from mailplane.sending.governor import LedgerEntry
@@ -45,6 +45,7 @@ __all__ = [
     "SendStore",
     "SendSummary",
     "SendTestStatus",
+    "claimable_keys",
     "lease_owner_gone",
     "open_send_store",
 ]
@@ -81,6 +82,31 @@ def lease_owner_gone(owner: str) -> bool:
     except PermissionError:  # it runs, as another user
         return False
     return False
+
+
+def claimable_keys(
+    rows: Iterable[Mapping[str, Any]], *, owner: str, now: float, limit: int, keys: Collection[str] | None
+) -> list[str]:
+    """The keys :meth:`SendStore.claim_due` leases, from due rows (``key``, ``lease_owner``, ``lease_until``) in order.
+
+    At most ``limit``, only among ``keys`` when given; a row leased by another owner that is still live is skipped.
+    """
+    claimable: list[str] = []
+    for row in rows:
+        if len(claimable) >= limit:
+            break
+        if keys is not None and row["key"] not in keys:
+            continue
+        lease_owner, lease_until = row["lease_owner"], row["lease_until"]
+        leased_elsewhere = (
+            lease_owner is not None
+            and lease_owner != owner
+            and (lease_until or 0) > now
+            and not lease_owner_gone(lease_owner)
+        )
+        if not leased_elsewhere:
+            claimable.append(row["key"])
+    return claimable
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ is unavailable).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from importing_harness import FakeClock
+from sink_harness import Endpoint
 
+from mailplane.devtenant.server import BackgroundServer
 from mailplane.importing.store import ImportStore
 from mailplane.importing.store_sqlite import SqliteImportStore
 
@@ -82,3 +84,12 @@ def make_config(tmp_path):
     from mailplane.integration import load_integration_config
 
     return lambda **overrides: load_integration_config(integration_config(tmp_path, **overrides))
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A product's webhook endpoint on loopback (``endpoint.url``, ``endpoint.posts``)."""
+    hook = Endpoint()
+    with BackgroundServer(hook.app) as server:
+        hook.url = f"{server.base_url}/hooks/mailplane"
+        yield hook

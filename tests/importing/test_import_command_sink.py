@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
 from importing_harness import SUPPORT, eml, integration_config
-from sink_harness import SECRET, Endpoint
+from sink_harness import SECRET
 
 from mailplane.cli import main
-from mailplane.devtenant.server import BackgroundServer
 from mailplane.importing.webhook_sink import verify_signature
-
-
-@pytest.fixture
-def endpoint():
-    hook = Endpoint()
-    with BackgroundServer(hook.app) as server:
-        hook.url = f"{server.base_url}/hooks/mailplane"
-        yield hook
 
 
 def _config_file(tmp_path, url):

@@ -1,6 +1,7 @@
 """The receiver's queue: answers before any sync runs, coalesces bursts, retries a mailbox another worker holds."""
 
 import asyncio
+import contextlib
 from types import SimpleNamespace
 
 import httpx
@@ -35,6 +36,19 @@ def _notification(subscription_id="sub-support", client_state=STATE):
     return {"subscriptionId": subscription_id, "clientState": client_state, "changeType": "created"}
 
 
+@contextlib.asynccontextmanager
+async def _receiving(syncer, **options):
+    """A started receiver and an HTTP client on its app; stopped on the way out."""
+    receiver = NotificationReceiver(client_state=STATE, manager=Manager(), syncer=syncer, **options)
+    await receiver.start()
+    try:
+        transport = httpx.ASGITransport(app=receiver.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            yield receiver, client
+    finally:
+        await receiver.stop()
+
+
 async def _post(client, items, path="/notifications"):
     return await client.post(path, json={"value": items})
 
@@ -42,17 +56,13 @@ async def _post(client, items, path="/notifications"):
 def test_receiver__sync_still_running__notification_answered_202_without_waiting_for_it():
     async def scenario():
         syncer = BlockingSyncer()
-        receiver = NotificationReceiver(client_state=STATE, manager=Manager(), syncer=syncer, workers=2)
-        await receiver.start()
-        transport = httpx.ASGITransport(app=receiver.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        async with _receiving(syncer, workers=2) as (receiver, client):
             first = await _post(client, [_notification()])
             await asyncio.wait_for(syncer.started.wait(), 10)
             second = await _post(client, [_notification()])  # the sync is blocked: the answer must not wait for it
             answered_while_blocked = not syncer.release.is_set()
             syncer.release.set()
             await receiver.drain()
-        await receiver.stop()
         return first.status_code, second.status_code, answered_while_blocked, syncer.calls
 
     first, second, answered_while_blocked, calls = asyncio.run(scenario())
@@ -66,13 +76,9 @@ def test_receiver__burst_of_fifty_notifications__coalesced_into_at_most_two_sync
     async def scenario():
         syncer = BlockingSyncer()
         syncer.release.set()
-        receiver = NotificationReceiver(client_state=STATE, manager=Manager(), syncer=syncer, workers=4)
-        await receiver.start()
-        transport = httpx.ASGITransport(app=receiver.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        async with _receiving(syncer, workers=4) as (receiver, client):
             responses = await asyncio.gather(*(_post(client, [_notification()]) for _ in range(50)))
             await receiver.drain()
-        await receiver.stop()
         return [r.status_code for r in responses], syncer.calls, receiver.counters
 
     statuses, calls, counters = asyncio.run(scenario())
@@ -84,10 +90,7 @@ def test_receiver__burst_of_fifty_notifications__coalesced_into_at_most_two_sync
 def test_receiver__missed_during_a_sync__a_full_resync_follows_it():
     async def scenario():
         syncer = BlockingSyncer()
-        receiver = NotificationReceiver(client_state=STATE, manager=Manager(), syncer=syncer, workers=2)
-        await receiver.start()
-        transport = httpx.ASGITransport(app=receiver.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        async with _receiving(syncer, workers=2) as (receiver, client):
             await _post(client, [_notification()])
             await asyncio.wait_for(syncer.started.wait(), 10)
             lifecycle = {"subscriptionId": "sub-support", "clientState": STATE, "lifecycleEvent": "missed"}
@@ -95,7 +98,6 @@ def test_receiver__missed_during_a_sync__a_full_resync_follows_it():
             await asyncio.sleep(0.05)  # let the worker pick the lifecycle event up while the sync is blocked
             syncer.release.set()
             await receiver.drain()
-        await receiver.stop()
         return syncer.calls
 
     assert asyncio.run(scenario()) == [("support@fabrikam.com", False), ("support@fabrikam.com", True)]
@@ -129,13 +131,9 @@ def test_receiver__another_worker_holds_the_mailbox__sync_tried_again_later():
 def test_receiver__notification_for_an_unknown_subscription__counted_and_nothing_synced():
     async def scenario():
         syncer = BlockingSyncer()
-        receiver = NotificationReceiver(client_state=STATE, manager=Manager(), syncer=syncer)
-        await receiver.start()
-        transport = httpx.ASGITransport(app=receiver.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        async with _receiving(syncer) as (receiver, client):
             response = await _post(client, [_notification("sub-of-another-app")])
             await receiver.drain()
-        await receiver.stop()
         return response.status_code, syncer.calls, receiver.counters.unknown_subscriptions
 
     assert asyncio.run(scenario()) == (202, [], 1)

@@ -60,14 +60,6 @@ def store_factory(backend, clock, tmp_path):
         cleanup()
 
 
-@pytest.fixture
-def endpoint():
-    hook = Endpoint()
-    with BackgroundServer(hook.app) as server:
-        hook.url = f"{server.base_url}/hooks/mailplane"
-        yield hook
-
-
 def _deliverer(url, store, clock, *, max_attempts=5, **kwargs):
     settings = WebhookSink(url=url, secret_env="HOOK_SECRET", timeout_seconds=5, max_attempts=max_attempts)
     return WebhookSinkDeliverer(settings, store, environ=ENV, clock=clock, backoff_base=1.0, **kwargs)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import uuid
 from dataclasses import dataclass
 from email import message_from_bytes
 
 import httpx
-import pytest
 
 from mailplane.devtenant.app import DevTenant
 from mailplane.graph import GraphClient, StaticTokenCredential
@@ -18,6 +15,9 @@ from mailplane.integration import SendingLimits
 from mailplane.sending.graph_drafts import IDEMPOTENCY_HEADER
 from mailplane.sending.sender import Sender
 from mailplane.sending.sqlite_store import SQLiteSendStore
+
+# The loopback PostgreSQL helpers, shared with the importer tests.
+from tests.importing.postgres_harness import drop_schema, fresh_schema, postgres_dsn
 
 SENDER = "helpdesk-noreply@fabrikam.com"
 INTERNAL = "agent@fabrikam.com"
@@ -94,28 +94,3 @@ def harness(tmp_path, backend="sqlite", **tenant_options):
 
 def short_timeout() -> httpx.Timeout:
     return httpx.Timeout(1.0, connect=1.0)
-
-
-POSTGRES_DSN_VARIABLE = "MAILPLANE_TEST_POSTGRES_DSN"
-
-
-def postgres_dsn() -> str:
-    """The test server's DSN (scripts/postgres), or skip the test saying how to get one."""
-    dsn = os.environ.get(POSTGRES_DSN_VARIABLE)
-    if not dsn:
-        pytest.skip(
-            f"{POSTGRES_DSN_VARIABLE} is unset: run ./scripts/test, or 'eval \"$(scripts/postgres env)\"' first"
-        )
-    return dsn
-
-
-def fresh_schema() -> str:
-    return f"test_send_{uuid.uuid4().hex[:12]}"
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
