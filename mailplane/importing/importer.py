@@ -46,7 +46,7 @@ from mailplane.importing.mailbox_graph import (
     SyncStateLostError,
 )
 from mailplane.importing.message_facts import MessageFacts, message_facts
-from mailplane.importing.routing import InMemoryRecords, choose_destinations, destination_inputs, match_followers
+from mailplane.importing.routing import InMemoryRecords, choose_destinations, destination_inputs
 from mailplane.importing.store import DocumentInput, DocumentKind, ImportedMessage, LeaseLostError, MessageState
 
 if TYPE_CHECKING:
@@ -442,7 +442,6 @@ class _MailboxRun:
                 facts = dataclasses.replace(facts, properties={**facts.properties, **changed})
         accounts, exclusive = choose_destinations(config, self.mailbox, facts)
         destinations = destination_inputs(config, accounts, facts, self.importer.records)
-        followers = match_followers(config, accounts[0], facts, self.importer.records)
         documents = await self._documents(facts) if facts.may_have_files else ()
         skipped = [d.name for d in documents if d.skipped]
         self.report.skipped_attachments += len(skipped)
@@ -456,7 +455,6 @@ class _MailboxRun:
             subject=facts.subject,
             thread=facts.thread,
             attributes=attributes,
-            followers=followers,
             documents=documents,
             exclusive=exclusive,
         )

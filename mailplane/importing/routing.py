@@ -10,10 +10,11 @@ Destinations. A message arrives in one shared mailbox but may be addressed (To/C
   mailbox it arrived in when no account is addressed (Bcc, forwarding). Every copy picks the same account, and the
   import is *exclusive* (no second conversation anywhere for the same Internet message id).
 
-Followers. From, To and Cc addresses are matched against ``followers.parents`` in order (an account may restrict them
-with ``followerParents``); the first parent type with a record whose address field equals the address wins, with that
-parent's participation level. Unmatched addresses become address-only followers unless ``followers.unmatched`` is
-``ignore``. The configured mailboxes never become followers unless ``excludeOwnMailboxes`` is false.
+Followers, for each destination. From, To and Cc addresses are matched against ``followers.parents`` in order (the
+destination's account may restrict them with ``followerParents``); the first parent type with a record whose address
+field equals the address wins, with that parent's participation level. Unmatched addresses become address-only
+followers unless ``followers.unmatched`` is ``ignore``. The configured mailboxes never become followers unless
+``excludeOwnMailboxes`` is false.
 """
 
 from __future__ import annotations
@@ -51,12 +52,16 @@ def choose_destinations(
 def destination_inputs(
     config: IntegrationConfig, accounts: tuple[SharedAccount, ...], facts: MessageFacts, records: RecordLookup
 ) -> tuple[DestinationInput, ...]:
-    """Each destination with the conversation parent fields the message gives it (the account's mapping)."""
+    """Each destination with the conversation parent fields (the account's mapping) and followers the message gives it.
+
+    Followers are matched per destination: each account may restrict them with ``followerParents``.
+    """
     result = []
     for account in accounts:
         properties = {**facts.properties, "mailbox": account.address.lower(), "mailboxName": account.display_name}
         fields = fill_properties(account.conversation, properties, config, records)
-        result.append(DestinationInput(account.address.lower(), account.conversation.parent, fields))
+        followers = match_followers(config, account, facts, records)
+        result.append(DestinationInput(account.address.lower(), account.conversation.parent, fields, followers))
     return tuple(result)
 
 

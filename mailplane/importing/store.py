@@ -77,21 +77,6 @@ class ThreadKeys:
 
 
 @dataclass(frozen=True)
-class DestinationInput:
-    """One account a message is imported into, and the conversation parent fields this message would give it.
-
-    ``parent_fields`` are used in full when the message starts a conversation. When it joins one, they only fill
-    fields that are still empty (``None``), unless the message was received before every message already in the
-    conversation: then its non-empty fields (and subject) win. So a ticket carries what its earliest message gives
-    it, whatever order the messages are imported in (delta serves the newest first).
-    """
-
-    address: str
-    parent_type: str
-    parent_fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class FollowerInput:
     """An address on the message (From, To or Cc) that becomes a follower of the conversation.
 
@@ -105,6 +90,25 @@ class FollowerInput:
     headers: tuple[str, ...]
     parent_type: str | None = None
     parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DestinationInput:
+    """One account a message is imported into, and the conversation parent fields this message would give it.
+
+    ``parent_fields`` are used in full when the message starts a conversation. When it joins one, they only fill
+    fields that are still empty (``None``), unless the message was received before every message already in the
+    conversation: then its non-empty fields (and subject) win. So a ticket carries what its earliest message gives
+    it, whatever order the messages are imported in (delta serves the newest first).
+
+    ``followers`` are this destination's followers (each account may restrict which parent types match, with
+    ``followerParents``); ``None`` means the message's own :attr:`ImportedMessage.followers`.
+    """
+
+    address: str
+    parent_type: str
+    parent_fields: Mapping[str, Any] = field(default_factory=dict)
+    followers: tuple[FollowerInput, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class ImportedMessage:
     into (one unless multiple destinations are enabled). With ``exclusive`` the message is imported only if no
     destination at all holds its Internet message id yet (single-destination routing: exactly one conversation).
     ``attributes`` are the message record's attributes (``mailplane.integration.RECORD_ATTRIBUTES["message"]``).
+    ``followers`` go to every destination that does not list its own (:attr:`DestinationInput.followers`).
     """
 
     mailbox: str

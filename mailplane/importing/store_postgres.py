@@ -623,7 +623,8 @@ class PostgresImportStore:
             )
         ).fetchone()
         message_id = int(row["id"])  # type: ignore[index]
-        for follower in message.followers:
+        followers = message.followers if destination.followers is None else destination.followers
+        for follower in followers:
             follower_address = follower.address.lower()
             follower_row = await (
                 await connection.execute(

@@ -534,7 +534,8 @@ class SqliteImportStore:
             ),
         )
         message_id = int(cursor.lastrowid or 0)
-        for follower in message.followers:
+        followers = message.followers if destination.followers is None else destination.followers
+        for follower in followers:
             follower_address = follower.address.lower()
             connection.execute(
                 "INSERT OR IGNORE INTO followers (conversation_id, address, name, participation, parent_type, "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from email.message import EmailMessage
+from pathlib import Path
 
-from importing_harness import BILLING, SUPPORT, eml, read_store, received, run_importer
+from importing_harness import AGENT, BILLING, SUPPORT, eml, integration_config, read_store, received, run_importer
 
 MIB = 1024 * 1024
 
@@ -158,6 +159,28 @@ def test_message_to_two_accounts__multiple_destinations_enabled__one_conversatio
     ]
     assert report.imported + report.mailboxes[0].duplicates + report.mailboxes[1].duplicates == 2
     assert all(m.is_read for box in (SUPPORT, BILLING) for m in _folder_messages(tenant, box, "inbox"))
+
+
+def test_two_destinations__accounts_restrict_follower_parents__each_conversation_matches_with_its_own(
+    tenant, make_config
+):
+    shared = integration_config(Path("unused"))["accounts"]["shared"]
+    shared[1]["conversation"]["followerParents"] = ["agent"]  # billing: only agents are matched to records
+    config = make_config(routing={"multipleDestinations": True}, accounts={"shared": shared})
+    mail = eml("Both", to=SUPPORT, cc=f"{BILLING}, Agent Smith <{AGENT}>", message_id="<both@x>")
+    tenant.state.seed_eml(SUPPORT, mail)
+
+    run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    conversations = read_store(config, lambda s: s.list_conversations())
+    followers = {
+        c.destination: sorted((f.address, f.participation, f.parent_type, f.parent_id) for f in c.followers)
+        for c in conversations
+    }
+    assert followers == {
+        SUPPORT: [(AGENT, "observer", "agent", "a-smith"), ("ann@contoso.example", "participant", "person", "p-ann")],
+        BILLING: [(AGENT, "observer", "agent", "a-smith"), ("ann@contoso.example", "participant", None, None)],
+    }
 
 
 def test_message_to_two_accounts__multiple_destinations_disabled__exactly_one_conversation_in_the_first_account(

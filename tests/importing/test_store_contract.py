@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 from importing_harness import START, with_store
@@ -315,6 +316,24 @@ def test_followers__same_address_on_two_messages__one_follower_named_by_both(sto
     [conversation] = with_store(store, scenario)
     [ann] = conversation.followers
     assert [m.followers for m in conversation.messages] == [((ann.id, "from"),), ((ann.id, "cc"),)]
+
+
+def test_followers__destination_lists_its_own__they_replace_the_messages_for_that_destination_only(store):
+    ann_person = FollowerInput("ann@example.com", "Ann", "participant", ("from",), "person", "p-ann")
+    ann_address = FollowerInput("ann@example.com", "Ann", "participant", ("from",))
+    base = message("imm-1", "<m1@x>", destinations=(SUPPORT, BILLING), followers=(ann_person,))
+    own = dataclasses.replace(base.destinations[1], followers=(ann_address,))
+    imported = dataclasses.replace(base, destinations=(base.destinations[0], own))
+
+    async def scenario(s):
+        await s.record_import(imported)
+        return {c.destination: c.followers for c in await s.list_conversations()}
+
+    followers = with_store(store, scenario)
+    assert [(f.address, f.parent_type, f.parent_id) for f in followers[SUPPORT]] == [
+        ("ann@example.com", "person", "p-ann")
+    ]
+    assert [(f.address, f.parent_type, f.parent_id) for f in followers[BILLING]] == [("ann@example.com", None, None)]
 
 
 # --- states: mark read, failures, moves, recovery ----------------------------------------------------------------
