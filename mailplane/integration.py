@@ -258,6 +258,7 @@ class RecoverySettings:
 
     enabled: bool = True
     grace_period: dt.timedelta = dt.timedelta(minutes=2)
+    max_unread_age: dt.timedelta = dt.timedelta(days=7)
     max_failed_age: dt.timedelta = dt.timedelta(days=1)
     schedule: str = "*/20 * * * *"
 
@@ -790,6 +791,7 @@ def _build(doc: dict[str, Any], source: str, base_dir: Path) -> IntegrationConfi
         recovery=RecoverySettings(
             enabled=recovery_raw.get("enabled", True),
             grace_period=dt.timedelta(minutes=recovery_raw.get("gracePeriodMinutes", 2)),
+            max_unread_age=dt.timedelta(days=recovery_raw.get("maxUnreadAgeDays", 7)),
             max_failed_age=dt.timedelta(hours=recovery_raw.get("maxFailedAgeHours", 24)),
             schedule=recovery_raw.get("schedule", "*/20 * * * *"),
         ),

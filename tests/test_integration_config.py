@@ -75,6 +75,7 @@ def test_minimal_config__loaded__every_documented_default_applied(tmp_path, monk
     assert config.accounts == ()
     assert config.settings.recovery.enabled is True
     assert config.settings.recovery.grace_period == dt.timedelta(minutes=2)
+    assert config.settings.recovery.max_unread_age == dt.timedelta(days=7)
     assert config.settings.recovery.max_failed_age == dt.timedelta(days=1)
     assert config.settings.recovery.schedule == "*/20 * * * *"
     assert config.settings.attachment_size_limit_bytes == 25 * 1024 * 1024

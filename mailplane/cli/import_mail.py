@@ -64,7 +64,7 @@ async def _run(
     mailboxes: tuple[str, ...],
     blob_dir: Path,
     poll_seconds: float,
-    max_unread_age_days: float,
+    max_unread_age_days: float | None,
     lease_ttl: dt.timedelta,
 ) -> int:
     from mailplane.graph import GraphClient, credential_for_base_url
@@ -98,7 +98,8 @@ async def _run(
             reports = [await importer.resync(m) for m in selected or [a.address for a in config.accounts if a.enabled]]
             show("resync", ImportReport(reports))
         elif mode == "recover":
-            show("recovery", await importer.recover(selected, max_unread_age=dt.timedelta(days=max_unread_age_days)))
+            max_unread_age = None if max_unread_age_days is None else dt.timedelta(days=max_unread_age_days)
+            show("recovery", await importer.recover(selected, max_unread_age=max_unread_age))
         else:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -161,7 +162,10 @@ async def _deliver_once(sink: WebhookSinkDeliverer) -> int:
 )
 @click.option("--poll-seconds", default=60.0, show_default=True, help="With --watch: seconds between syncs.")
 @click.option(
-    "--max-age-days", "max_unread_age_days", default=7.0, show_default=True, help="Recovery: oldest unread mail."
+    "--max-age-days",
+    "max_unread_age_days",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --recover: oldest unread mail to recover, in days (default: settings.recovery.maxUnreadAgeDays).",
 )
 @click.option(
     "--lease-seconds",
@@ -178,7 +182,7 @@ def import_command(  # noqa: PLR0917 - click passes every option
     mailboxes: tuple[str, ...],
     blob_dir: Path | None,
     poll_seconds: float,
-    max_unread_age_days: float,
+    max_unread_age_days: float | None,
     lease_seconds: float,
     verbose: bool,
 ) -> None:

@@ -702,15 +702,17 @@ class Importer:
         self,
         mailboxes: Iterable[str] | None = None,
         *,
-        max_unread_age: dt.timedelta = dt.timedelta(days=7),
+        max_unread_age: dt.timedelta | None = None,
     ) -> ImportReport:
         """Re-process what crashes and missed notifications left (see the module docstring), mailboxes in parallel.
 
-        Unread messages received between ``max_unread_age`` and the grace period ago are imported if they have no
-        state; failed messages received within ``settings.recovery.max_failed_age`` are retried.
+        Unread messages received between ``max_unread_age`` (default: ``settings.recovery.max_unread_age``) and the
+        grace period ago are imported if they have no state; failed messages received within
+        ``settings.recovery.max_failed_age`` are retried.
         """
         accounts = self._accounts(mailboxes)
-        reports = await asyncio.gather(*(self._recover(a, max_unread_age) for a in accounts))
+        oldest = self.config.settings.recovery.max_unread_age if max_unread_age is None else max_unread_age
+        reports = await asyncio.gather(*(self._recover(a, oldest) for a in accounts))
         return ImportReport(list(reports))
 
     async def _recover(self, account: SharedAccount, max_unread_age: dt.timedelta) -> MailboxReport:

@@ -145,6 +145,25 @@ def test_recovery__unread_mail_without_state__imports_what_is_past_the_grace_per
     assert unread == ["Ancient", "Brand new"]
 
 
+def test_recovery__config_reaches_back_further__older_unread_mail_recovered_and_an_explicit_age_still_wins(
+    tenant, make_config
+):
+    config = make_config(settings={"recovery": {"gracePeriodMinutes": 2, "maxUnreadAgeDays": 60}})
+    assert config.settings.recovery.max_unread_age == dt.timedelta(days=60)
+    now = dt.datetime.now(dt.UTC)
+    tenant.state.seed_eml(SUPPORT, eml("Last month", message_id="<month@x>"), received=now - dt.timedelta(days=30))
+    tenant.state.seed_eml(SUPPORT, eml("Last year", message_id="<year@x>"), received=now - dt.timedelta(days=300))
+
+    narrow = run_importer(tenant, config, lambda importer: importer.recover(max_unread_age=dt.timedelta(days=7)))
+    assert narrow.imported == 0
+
+    report = run_importer(tenant, config, lambda importer: importer.recover())
+
+    assert report.imported == 1
+    unread = [m.subject for m in _folder_messages(tenant, SUPPORT, "inbox") if not m.is_read]
+    assert unread == ["Last year"]
+
+
 def test_message_to_two_accounts__multiple_destinations_enabled__one_conversation_per_account(tenant, make_config):
     config = make_config(routing={"multipleDestinations": True})
     tenant.state.seed_eml(SUPPORT, eml("Both", to=SUPPORT, cc=BILLING, message_id="<both@x>"))
