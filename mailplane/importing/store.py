@@ -46,7 +46,14 @@ __all__ = [
     "MessageState",
     "MessageStateName",
     "ThreadKeys",
+    "check_page_limit",
 ]
+
+
+def check_page_limit(limit: int | None) -> None:
+    """Refuse a page size below 1 for :meth:`ImportStore.list_conversations` (``None``: no limit)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"listing conversations: limit must be a whole number of at least 1 or None, not {limit!r}")
 
 
 class LeaseLostError(StoreError):
@@ -411,8 +418,14 @@ class ImportStore(Protocol):
 
     # reading ---------------------------------------------------------------------------------------------------
 
-    async def list_conversations(self, destination: str | None = None) -> list[ConversationRecord]:
-        """Conversations (of one destination, or all) with messages, followers and documents, oldest first."""
+    async def list_conversations(
+        self, destination: str | None = None, *, after_id: int = 0, limit: int | None = None
+    ) -> list[ConversationRecord]:
+        """Conversations (of one destination, or all) with messages, followers and documents, oldest first.
+
+        Paging: at most ``limit`` conversations whose id is greater than ``after_id``; pass the last id of one page
+        as ``after_id`` for the next (ids only grow, so a page never repeats or skips one, even while importing).
+        """
         ...
 
     async def list_message_states(self, mailbox: str | None = None) -> list[MessageState]:

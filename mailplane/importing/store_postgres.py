@@ -51,6 +51,7 @@ from mailplane.importing.store import (
     MessageRecord,
     MessageState,
     ThreadKeys,
+    check_page_limit,
 )
 from mailplane.store_schema import IMPORT_SCHEMA_VERSION, check_schema_version
 
@@ -827,15 +828,22 @@ class PostgresImportStore:
 
     # --- reading -----------------------------------------------------------------------------------------------
 
-    async def list_conversations(self, destination: str | None = None) -> list[ConversationRecord]:
+    async def list_conversations(
+        self, destination: str | None = None, *, after_id: int = 0, limit: int | None = None
+    ) -> list[ConversationRecord]:
         """See :meth:`ImportStore.list_conversations`."""
+        check_page_limit(limit)
 
         async def work(connection: AsyncConnection[_Row]) -> list[ConversationRecord]:
+            # LIMIT NULL is no limit in PostgreSQL.
             if destination is None:
-                cursor = await connection.execute("SELECT * FROM conversations ORDER BY id")
+                cursor = await connection.execute(
+                    "SELECT * FROM conversations WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
+                )
             else:
                 cursor = await connection.execute(
-                    "SELECT * FROM conversations WHERE destination = %s ORDER BY id", (destination.lower(),)
+                    "SELECT * FROM conversations WHERE id > %s AND destination = %s ORDER BY id LIMIT %s",
+                    (after_id, destination.lower(), limit),
                 )
             return [await _conversation(connection, row) for row in await cursor.fetchall()]
 

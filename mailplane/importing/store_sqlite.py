@@ -42,6 +42,7 @@ from mailplane.importing.store import (
     MessageRecord,
     MessageState,
     ThreadKeys,
+    check_page_limit,
 )
 from mailplane.store_schema import IMPORT_SCHEMA_VERSION, check_schema_version
 
@@ -743,18 +744,34 @@ class SqliteImportStore:
 
     # --- reading -----------------------------------------------------------------------------------------------
 
-    async def list_conversations(self, destination: str | None = None) -> list[ConversationRecord]:
+    async def list_conversations(
+        self, destination: str | None = None, *, after_id: int = 0, limit: int | None = None
+    ) -> list[ConversationRecord]:
         """See :meth:`ImportStore.list_conversations`."""
-        return await self._run(self._conversations, None if destination is None else destination.lower())
+        check_page_limit(limit)
+        return await self._run(
+            self._conversations, None if destination is None else destination.lower(), None, after_id, limit
+        )
 
     def _conversations(
-        self, connection: sqlite3.Connection, destination: str | None, conversation_id: int | None = None
+        self,
+        connection: sqlite3.Connection,
+        destination: str | None,
+        conversation_id: int | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
     ) -> list[ConversationRecord]:
+        # A negative LIMIT is no limit in SQLite.
+        page = -1 if limit is None else limit
         args: tuple[object, ...]
-        where, args = ("WHERE destination = ?", (destination,)) if destination is not None else ("", ())
         if conversation_id is not None:
-            where, args = "WHERE id = ?", (conversation_id,)
-        conversations = connection.execute(f"SELECT * FROM conversations {where} ORDER BY id", args).fetchall()  # noqa: S608
+            query, args = "SELECT * FROM conversations WHERE id = ?", (conversation_id,)
+        elif destination is not None:
+            query = "SELECT * FROM conversations WHERE id > ? AND destination = ? ORDER BY id LIMIT ?"
+            args = (after_id, destination, page)
+        else:
+            query, args = "SELECT * FROM conversations WHERE id > ? ORDER BY id LIMIT ?", (after_id, page)
+        conversations = connection.execute(query, args).fetchall()
         result = []
         for conversation in conversations:
             conversation_id = conversation["id"]

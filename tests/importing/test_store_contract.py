@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 
+import pytest
 from importing_harness import START, with_store
 
 from mailplane.importing.store import (
@@ -476,3 +477,35 @@ def test_threading__reply_imported_before_the_message_it_answers__earliest_messa
     assert conversation.parent_fields == {"title": "A"}
     assert conversation.subject == "A"
     assert [m.internet_message_id for m in conversation.messages] == ["<m1@x>", "<m2@x>", "<m3@x>"]
+
+
+# --- reading -----------------------------------------------------------------------------------------------------
+
+
+def test_list_conversations__pages_by_id__every_conversation_once_in_order_and_destination_filter_kept(store):
+    async def scenario(s):
+        for n in range(5):
+            await s.record_import(message(f"imm-{n}", f"<m{n}@x>", thread=ThreadKeys(f"C{n}")))
+        await s.record_import(message("imm-b", "<b@x>", mailbox=BILLING, destinations=(BILLING,)))
+        pages, after = [], 0
+        while page := await s.list_conversations(SUPPORT, after_id=after, limit=2):
+            pages.append([c.id for c in page])
+            after = page[-1].id
+        everything = await s.list_conversations()
+        return pages, everything, await s.list_conversations(after_id=everything[-1].id)
+
+    pages, everything, beyond = with_store(store, scenario)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [i for p in pages for i in p] == [c.id for c in everything if c.destination == SUPPORT]
+    assert [c.id for c in everything] == sorted(c.id for c in everything)
+    assert len(everything) == 6
+    assert beyond == []
+
+
+@pytest.mark.parametrize("limit", [0, -3, True])
+def test_list_conversations__limit_below_one__refused_before_reading(store, limit):
+    async def scenario(s):
+        with pytest.raises(ValueError, match="limit must be a whole number of at least 1"):
+            await s.list_conversations(limit=limit)
+
+    with_store(store, scenario)
