@@ -424,7 +424,10 @@ class ImportStore(Protocol):
         """Conversations (of one destination, or all) with messages, followers and documents, oldest first.
 
         Paging: at most ``limit`` conversations whose id is greater than ``after_id``; pass the last id of one page
-        as ``after_id`` for the next (ids only grow, so a page never repeats or skips one, even while importing).
+        as ``after_id`` for the next. A conversation is never listed twice. While workers import, one whose
+        transaction commits after a later id was read can land behind the pager (possible on PostgreSQL with several
+        workers; SQLite hands out ids in commit order): for a complete feed of what gets imported, use the webhook
+        sink's outbox.
         """
         ...
 
