@@ -106,7 +106,7 @@ _DEFAULT_RECORD_NAMES = {
     "document": "document",
     "embeddedFile": "embedded_file",
 }
-_WELL_KNOWN_FOLDERS = frozenset(
+WELL_KNOWN_FOLDERS = frozenset(
     {
         "archive", "clutter", "conflicts", "conversationhistory", "deleteditems", "drafts", "inbox", "junkemail",
         "localfailures", "msgfolderroot", "outbox", "recoverableitemsdeletions", "scheduled", "searchfolders",
@@ -533,7 +533,7 @@ class _Checker:
                 "again. Use a separate folder",
                 failure,
             )
-        elif failure.lower() in _WELL_KNOWN_FOLDERS:
+        elif failure.lower() in WELL_KNOWN_FOLDERS:
             where = (*base, "failureFolder") if "failureFolder" in account else ("settings", "failureFolder")
             self.add(
                 where,

@@ -90,8 +90,15 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)
     async with GraphClient(credential_for_base_url(base_url), base_url=base_url) as graph, store:
         importer = Importer(config, graph, store, blobs=FileBlobStore(blob_dir), records=records)
-        mailboxes = [a.address for a in config.accounts if a.enabled]
-        manager = SubscriptionManager(graph, store, settings, mailboxes, client_state=client_state)
+        enabled = [a for a in config.accounts if a.enabled]
+        manager = SubscriptionManager(
+            graph,
+            store,
+            settings,
+            [a.address for a in enabled],
+            client_state=client_state,
+            folders={a.address: a.folder for a in enabled},
+        )
         receiver = NotificationReceiver(
             client_state=client_state, manager=manager, syncer=importer_syncer(importer), workers=workers
         )
@@ -99,7 +106,7 @@ async def _serve(
         settle_heap()
         click.echo(
             f"mailplane serve: listening on {host}:{sock.getsockname()[1]}; Graph posts to "
-            f"{settings.notification_url} (lifecycle: {settings.lifecycle_url}); {len(mailboxes)} mailbox(es)"
+            f"{settings.notification_url} (lifecycle: {settings.lifecycle_url}); {len(enabled)} mailbox(es)"
         )
 
         def show(kind: str, report: ImportReport) -> None:

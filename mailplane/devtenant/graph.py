@@ -1352,6 +1352,22 @@ class GraphEmulator:
             }
         return GraphResponse(201, body)
 
+    async def delete_folder(
+        self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
+    ) -> GraphResponse:
+        """DELETE /users/{id}/mailFolders/{id} -> 204: the folder, with what it holds, goes to Deleted Items.
+
+        Exchange soft-deletes a folder into Deleted Items; a well-known (distinguished) folder cannot be deleted.
+        """
+        del request
+        assert mailbox is not None
+        with self.state.lock:
+            folder = self._folder(mailbox, params["folder"])
+            if folder.well_known:
+                raise _bad_request("Distinguished folders cannot be deleted.", "ErrorDeleteDistinguishedFolder")
+            folder.parent_id = self.state.resolve_folder(mailbox, "deleteditems").id
+        return GraphResponse(204)
+
     async def get_user(self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None) -> GraphResponse:
         """GET /users/{id}: the few user properties a mail integration looks at."""
         del params
@@ -2082,6 +2098,7 @@ _ROUTES: list[_Route] = [
     _Route("GET", (*_FOLDER, "messages"), "message.list", GraphEmulator.list_messages),
     _Route("POST", (*_FOLDER, "messages"), "message.create", GraphEmulator.create_message),
     _Route("GET", _FOLDER, "folder.get", GraphEmulator.get_folder),
+    _Route("DELETE", _FOLDER, "folder.delete", GraphEmulator.delete_folder),
     _Route("GET", (*_USER, "messages"), "message.list", GraphEmulator.list_messages),
     _Route("POST", (*_USER, "messages"), "message.create", GraphEmulator.create_message),
     *_message_routes((*_FOLDER, "messages")),

@@ -146,6 +146,7 @@ class _MailboxRun:
         self.graph = MailboxGraph(importer.graph, self.mailbox, page_size=importer.page_size)
         self.store = importer.store
         self._failure_folder_id: str | None = None
+        self._source_folder: str | None = None
         self._to_mark: list[tuple[str, int]] = []
         self._flushes: set[asyncio.Task[None]] = set()
         self._lanes = 0
@@ -171,6 +172,12 @@ class _MailboxRun:
         self._gate = asyncio.Semaphore(importer.messages_in_parallel)
 
     # --- mailbox-side actions ----------------------------------------------------------------------------------
+
+    async def source_folder(self) -> str:
+        """The folder imported from, as Graph takes it in a URL (the configured display name resolved to an id)."""
+        if self._source_folder is None:
+            self._source_folder = await self.graph.resolve_folder(self.account.folder)
+        return self._source_folder
 
     async def failure_folder_id(self) -> str:
         if self._failure_folder_id is None:
@@ -311,7 +318,7 @@ class _MailboxRun:
 
     async def _move_back_to_folder(self, immutable_id: str) -> None:
         try:
-            await self.graph.move(immutable_id, self.account.folder)
+            await self.graph.move(immutable_id, await self.source_folder())
         except GraphError as error:
             self.report.errors.append(str(error))
             return
@@ -678,22 +685,23 @@ class Importer:
     ) -> None:
         mailbox = account.address.lower()
         await run.finish_pending()
+        folder = await run.source_folder()
         link = None if resync else await self.store.get_delta_link(mailbox, account.folder)
         report.resynced = resync
         try:
             try:
-                new_link = await run.consume(run.graph.delta_pages(account.folder, link))
+                new_link = await run.consume(run.graph.delta_pages(folder, link))
             except SyncStateLostError as lost:
                 logger.info("%s", lost)
                 report.resynced = True
                 await self.store.set_delta_link(mailbox, account.folder, None)
-                new_link = await run.consume(run.graph.delta_pages(account.folder, None))
+                new_link = await run.consume(run.graph.delta_pages(folder, None))
         except GraphError as error:
             if error.status not in (400, 501):
                 raise
             logger.warning("%s; falling back to the unread listing", error)
             report.used_unread_listing = True
-            await run.consume(run.graph.unread_pages(account.folder))
+            await run.consume(run.graph.unread_pages(folder))
             new_link = None
         if new_link:
             await self.store.set_delta_link(mailbox, account.folder, new_link)
@@ -730,7 +738,9 @@ class Importer:
                     received = message.received_date_time
                     return received is None or oldest <= received <= newest
 
-                await run.consume(run.graph.unread_pages(account.folder, received_after=oldest), accept=in_window)
+                await run.consume(
+                    run.graph.unread_pages(await run.source_folder(), received_after=oldest), accept=in_window
+                )
                 for state in await self.store.failures_to_retry(run.mailbox, now - settings.max_failed_age):
                     message = await run.graph.get_message(state.immutable_id)
                     if message is not None:

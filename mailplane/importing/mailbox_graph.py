@@ -50,6 +50,7 @@ from msgraph.generated.users.item.messages.item.move.move_post_request_body impo
 
 from mailplane.exceptions import GraphError, ThrottledError
 from mailplane.graph import IMMUTABLE_ID_PREFERENCE, retry_after_seconds
+from mailplane.integration import WELL_KNOWN_FOLDERS
 
 if TYPE_CHECKING:
     from mailplane.graph import GraphClient
@@ -478,18 +479,44 @@ class MailboxGraph:
             raise
         return True
 
-    async def ensure_folder(self, display_name: str) -> str:
-        """The id of the top-level folder named ``display_name``, created if missing (a race is harmless)."""
-        folders = self._user.mail_folders
+    async def find_folder(self, display_name: str) -> str | None:
+        """The id of the top-level folder named ``display_name`` (case-insensitive), or ``None``."""
         escaped = display_name.replace("'", "''")
         config = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetRequestConfiguration()
         config.query_parameters = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetQueryParameters(
             filter=f"displayName eq '{escaped}'", include_hidden_folders="true"
         )
-        found = await self._retrying("looking up the failure folder of", lambda: folders.get(config))
+        found = await self._retrying(
+            f"looking up the folder {display_name!r} of", lambda: self._user.mail_folders.get(config)
+        )
         for folder in (found.value if found is not None else None) or []:
             if folder.id and (folder.display_name or "").lower() == display_name.lower():
                 return folder.id
+        return None
+
+    async def resolve_folder(self, folder: str) -> str:
+        """What Graph takes for ``folder`` in a URL: a well-known name as it is, a top-level display name as its id.
+
+        Graph's ``mailFolders/{id}`` takes ids and well-known names only; the config also allows a display name.
+        """
+        if folder.lower() in WELL_KNOWN_FOLDERS:
+            return folder
+        folder_id = await self.find_folder(folder)
+        if folder_id is None:
+            raise GraphError(
+                f"importing from {self.mailbox}: it has no top-level folder named {folder!r}. Create the folder, or "
+                "set the account's 'folder' to an existing top-level folder or a well-known name such as 'inbox'",
+                status=404,
+                code="ErrorItemNotFound",
+            )
+        return folder_id
+
+    async def ensure_folder(self, display_name: str) -> str:
+        """The id of the top-level folder named ``display_name``, created if missing (a race is harmless)."""
+        folders = self._user.mail_folders
+        found_id = await self.find_folder(display_name)
+        if found_id is not None:
+            return found_id
         try:
             created = await self._retrying(
                 "creating the failure folder in", lambda: folders.post(MailFolder(display_name=display_name))

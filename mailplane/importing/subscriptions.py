@@ -1,10 +1,12 @@
 """Graph change-notification subscriptions for the shared mailboxes: created, renewed before expiry, recreated.
 
-One subscription per shared mailbox, on ``users/{mailbox}/mailFolders('inbox')/messages`` with change type
-``created`` (the importer only needs to learn that mail arrived), a ``lifecycleNotificationUrl`` (so Graph warns
-before it drops a subscription) and the ``clientState`` secret, created with ``Prefer: IdType="ImmutableId"`` so the
-notifications name messages by their immutable ids. The ids and expiry times are kept in the import store
-(:class:`SubscriptionStore`), so any worker can renew them and a restart reuses them.
+One subscription per shared mailbox, on the folder it is imported from
+(``users/{mailbox}/mailFolders('inbox')/messages`` by default; a folder configured by display name is subscribed to
+by its id) with change type ``created`` (the importer only needs to learn that mail arrived), a
+``lifecycleNotificationUrl`` (so Graph warns before it drops a subscription) and the ``clientState`` secret, created
+with ``Prefer: IdType="ImmutableId"`` so the notifications name messages by their immutable ids. The ids and expiry
+times are kept in the import store (:class:`SubscriptionStore`), so any worker can renew them and a restart reuses
+them.
 
 Lifetimes: Graph caps subscriptions to Outlook messages (without resource data) at 10,080 minutes in the current
 documentation and 4,230 minutes in older versions; the default asks for 4,230, which every version accepts, and
@@ -19,7 +21,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -27,6 +29,7 @@ from msgraph.generated.models.subscription import Subscription
 
 from mailplane.exceptions import GraphError
 from mailplane.graph import IMMUTABLE_ID_PREFERENCE, GraphClient
+from mailplane.importing.mailbox_graph import MailboxGraph
 from mailplane.importing.serving_state import SubscriptionRecord, SubscriptionStore
 from mailplane.integration import ChangeNotifications
 
@@ -38,6 +41,7 @@ __all__ = [
     "SubscriptionManager",
     "SubscriptionRecord",
     "SubscriptionStore",
+    "folder_resource",
     "inbox_resource",
 ]
 
@@ -47,9 +51,14 @@ MAX_CLIENT_STATE_LENGTH = 128
 _NOT_FOUND = 404
 
 
+def folder_resource(mailbox: str, folder: str) -> str:
+    """The subscription resource for new mail in one folder (a well-known name or an id) of ``mailbox``."""
+    return f"users/{mailbox.lower()}/mailFolders('{folder}')/messages"
+
+
 def inbox_resource(mailbox: str) -> str:
     """The subscription resource for new mail in ``mailbox``'s inbox."""
-    return f"users/{mailbox.lower()}/mailFolders('inbox')/messages"
+    return folder_resource(mailbox, "inbox")
 
 
 def _immutable_ids() -> RequestConfiguration[QueryParameters]:
@@ -63,7 +72,8 @@ class SubscriptionManager:
 
     ``graph`` is the runtime's :class:`~mailplane.graph.GraphClient`; ``store`` keeps the records; ``settings`` the
     config's ``changeNotifications``; ``client_state`` the secret read from ``settings.client_state_env``.
-    ``clock`` returns the current UTC time.
+    ``clock`` returns the current UTC time. ``folders`` maps a mailbox to the folder it is imported from (its
+    account's ``folder``; default the inbox).
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class SubscriptionManager:
         *,
         client_state: str,
         clock: Callable[[], dt.datetime] | None = None,
+        folders: Mapping[str, str] | None = None,
     ) -> None:
         """Nothing is sent until :meth:`ensure_all`."""
         if not client_state or len(client_state) > MAX_CLIENT_STATE_LENGTH:
@@ -86,6 +97,7 @@ class SubscriptionManager:
         self._store = store
         self._settings = settings
         self._mailboxes = tuple(dict.fromkeys(m.lower() for m in mailboxes))
+        self._folders = {m.lower(): f for m, f in (folders or {}).items()}
         self._client_state = client_state
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._by_id: dict[str, str] = {}
@@ -145,17 +157,26 @@ class SubscriptionManager:
         return records
 
     async def ensure(self, mailbox: str) -> SubscriptionRecord:
-        """The mailbox's live subscription: the stored one (checked with Graph, renewed when due) or a new one."""
+        """The mailbox's live subscription: the stored one (checked with Graph, renewed when due) or a new one.
+
+        A stored subscription for another notification URL or another folder (the config changed) is deleted and
+        replaced.
+        """
         mailbox = mailbox.lower()
         async with self._lock(mailbox):
             record = await self._store.get_subscription(mailbox)
-            if record is not None and record.notification_url == self._settings.notification_url:
+            resource = await self._resource(mailbox)
+            current = record is not None and (record.notification_url, record.resource) == (
+                self._settings.notification_url,
+                resource,
+            )
+            if record is not None and current:
                 renewed = await self._renew_locked(record)
                 if renewed is not None:
                     return renewed
             elif record is not None:
                 await self._delete_quietly(record)
-            return await self._create_locked(mailbox)
+            return await self._create_locked(mailbox, resource)
 
     async def renew_due(self) -> list[SubscriptionRecord]:
         """Renew every stored subscription with less than half its lifetime left; recreate those Graph lost."""
@@ -245,12 +266,17 @@ class SubscriptionManager:
 
     # --- Graph calls (the mailbox's lock is held) ----------------------------------------------------------------
 
-    async def _create_locked(self, mailbox: str) -> SubscriptionRecord:
+    async def _resource(self, mailbox: str) -> str:
+        folder = await MailboxGraph(self._graph, mailbox).resolve_folder(self._folders.get(mailbox, "inbox"))
+        return folder_resource(mailbox, folder)
+
+    async def _create_locked(self, mailbox: str, resource: str | None = None) -> SubscriptionRecord:
+        resource = resource or await self._resource(mailbox)
         body = Subscription(
             change_type="created",
             notification_url=self._settings.notification_url,
             lifecycle_notification_url=self._settings.lifecycle_url,
-            resource=inbox_resource(mailbox),
+            resource=resource,
             expiration_date_time=self._expiration(),
             client_state=self._client_state,
         )
@@ -264,7 +290,7 @@ class SubscriptionManager:
         record = SubscriptionRecord(
             mailbox=mailbox,
             subscription_id=created.id,
-            resource=inbox_resource(mailbox),
+            resource=resource,
             notification_url=self._settings.notification_url,
             expires_at=created.expiration_date_time or body.expiration_date_time,  # type: ignore[arg-type]
         )

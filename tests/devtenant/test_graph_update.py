@@ -157,6 +157,33 @@ def test_folders__display_name_filter__lookup_before_create(tenant):
     assert [f["displayName"] for f in response.json()["value"]] == ["Failed"]
 
 
+def test_folders__delete__204_and_the_folder_with_its_mail_moves_to_deleted_items(tenant):
+    folder = tenant.state.create_folder(SHARED, "Acceptance run")
+    tenant.state.seed_eml(SHARED, eml(), folder=folder.id)
+
+    async def scenario():
+        folders = graph_client(tenant).users.by_user_id(SHARED).mail_folders
+        await folders.by_mail_folder_id(folder.id).delete()
+        top = await folders.get()
+        under_deleted = await folders.by_mail_folder_id("deleteditems").child_folders.get()
+        return top, under_deleted
+
+    top, under_deleted = run(scenario)
+    assert "Acceptance run" not in [f.display_name for f in top.value]
+    assert [f.display_name for f in under_deleted.value] == ["Acceptance run"]
+    assert len(tenant.state.messages(SHARED, "Deleted Items/Acceptance run")) == 1
+
+
+def test_folders__delete_a_well_known_folder__400_and_it_stays(tenant):
+    async def scenario():
+        await graph_client(tenant).users.by_user_id(SHARED).mail_folders.by_mail_folder_id("inbox").delete()
+
+    with pytest.raises(ODataError) as caught:
+        run(scenario)
+    assert (caught.value.response_status_code, caught.value.error.code) == (400, "ErrorDeleteDistinguishedFolder")
+    assert tenant.state.folder_id(SHARED, "inbox")
+
+
 def test_child_folder_messages__nested_key_path__routed(tenant):
     parent = tenant.state.create_folder(SHARED, "Parent")
     child = tenant.state.create_folder(SHARED, "Child", parent=parent.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -117,6 +118,13 @@ def integration_config(tmp_path, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+def accounts_importing_support_from(folder: str) -> dict[str, Any]:
+    """The config's ``accounts`` with SUPPORT importing from ``folder`` (a display name) instead of the inbox."""
+    shared = integration_config(Path("unused"))["accounts"]["shared"]
+    shared[0]["folder"] = folder
+    return {"shared": shared}
 
 
 RECORDS = {

@@ -6,7 +6,17 @@ import datetime as dt
 from email.message import EmailMessage
 from pathlib import Path
 
-from importing_harness import AGENT, BILLING, SUPPORT, eml, integration_config, read_store, received, run_importer
+from importing_harness import (
+    AGENT,
+    BILLING,
+    SUPPORT,
+    accounts_importing_support_from,
+    eml,
+    integration_config,
+    read_store,
+    received,
+    run_importer,
+)
 
 MIB = 1024 * 1024
 
@@ -200,6 +210,38 @@ def test_two_destinations__accounts_restrict_follower_parents__each_conversation
         SUPPORT: [(AGENT, "observer", "agent", "a-smith"), ("ann@contoso.example", "participant", "person", "p-ann")],
         BILLING: [(AGENT, "observer", "agent", "a-smith"), ("ann@contoso.example", "participant", None, None)],
     }
+
+
+def test_account_imports_from_a_folder_named_by_display_name__only_that_folder_imported_and_marked_read(
+    tenant, make_config
+):
+    config = make_config(accounts=accounts_importing_support_from("Support Queue"))
+    queue = tenant.state.create_folder(SUPPORT, "Support Queue")
+    tenant.state.seed_eml(SUPPORT, eml("Routed by a rule", message_id="<queued@x>"), folder=queue.id)
+    tenant.state.seed_eml(SUPPORT, eml("Left in the inbox", message_id="<inbox@x>"))
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+    again = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    assert (report.imported, report.failed, report.mailboxes[0].errors) == (1, 0, [])
+    assert (again.imported, again.mailboxes[0].errors) == (0, [])
+    [conversation] = read_store(config, lambda s: s.list_conversations())
+    assert conversation.subject == "Routed by a rule"
+    assert [m.is_read for m in _folder_messages(tenant, SUPPORT, "Support Queue")] == [True]
+    assert [m.is_read for m in _folder_messages(tenant, SUPPORT, "inbox")] == [False]
+
+
+def test_account_folder_missing__import__error_names_the_folder_and_nothing_is_touched(tenant, make_config):
+    config = make_config(accounts=accounts_importing_support_from("Support Queue"))
+    tenant.state.seed_eml(SUPPORT, eml("Left in the inbox", message_id="<inbox@x>"))
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    [error] = report.mailboxes[0].errors
+    assert "has no top-level folder named 'Support Queue'" in error
+    assert "set the account's 'folder'" in error
+    assert report.imported == 0
+    assert [m.is_read for m in _folder_messages(tenant, SUPPORT, "inbox")] == [False]
 
 
 def test_message_to_two_accounts__multiple_destinations_disabled__exactly_one_conversation_in_the_first_account(

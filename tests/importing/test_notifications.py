@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from importing_harness import BILLING, RECORDS, SUPPORT, eml
+from importing_harness import BILLING, RECORDS, SUPPORT, accounts_importing_support_from, eml
 from sink_harness import SECRET, Endpoint
 
 from mailplane.devtenant.server import BackgroundServer
@@ -19,7 +19,7 @@ from mailplane.importing.blobs import FileBlobStore
 from mailplane.importing.importer import Importer
 from mailplane.importing.receiver import NotificationReceiver, bind_socket, importer_syncer, serve_notifications
 from mailplane.importing.routing import InMemoryRecords
-from mailplane.importing.subscriptions import SubscriptionManager, inbox_resource
+from mailplane.importing.subscriptions import SubscriptionManager, folder_resource, inbox_resource
 from mailplane.importing.webhook_sink import WebhookSinkDeliverer, verify_signature
 from mailplane.integration import WebhookSink
 
@@ -59,6 +59,7 @@ class Service:
             [SUPPORT, BILLING],
             client_state=CLIENT_STATE,
             clock=self.clock,
+            folders={a.address: a.folder for a in self.config.accounts},  # as 'mailplane serve' passes them
         )
         self.receiver = NotificationReceiver(
             client_state=CLIENT_STATE, manager=self.manager, syncer=importer_syncer(self.importer), workers=2
@@ -97,10 +98,16 @@ def sock():
     return bind_socket("127.0.0.1", 0)
 
 
+def _notifying(make_config, sock, **overrides):
+    """The harness config with change notifications posted to ``sock``'s port."""
+    port = sock.getsockname()[1]
+    notifications = {"publicUrl": f"http://127.0.0.1:{port}", "subscriptionMinutes": 60}
+    return make_config(changeNotifications=notifications, **overrides)
+
+
 @pytest.fixture
 def config(make_config, sock):
-    port = sock.getsockname()[1]
-    return make_config(changeNotifications={"publicUrl": f"http://127.0.0.1:{port}", "subscriptionMinutes": 60})
+    return _notifying(make_config, sock)
 
 
 def test_serve__start__one_validated_subscription_per_mailbox_with_lifecycle_url_and_immutable_ids(
@@ -139,6 +146,26 @@ def test_serve__new_mail_arrives__notification_queued_mailbox_synced_and_message
     assert (counters.rejected, counters.sync_errors) == (0, 0)
     assert conversation.parent_fields["title"] == "Printer on fire"
     assert all(m.is_read for m in tenant.state.messages(SUPPORT, "inbox"))
+
+
+def test_serve__account_imports_from_a_named_folder__subscribed_by_folder_id_and_mail_there_imported(
+    tenant, make_config, sock
+):
+    config = _notifying(make_config, sock, accounts=accounts_importing_support_from("Support Queue"))
+    queue = tenant.state.create_folder(SUPPORT, "Support Queue")
+
+    async def scenario():
+        async with Service(tenant, config, sock) as service:
+            record = await service.subscription(SUPPORT)
+            tenant.state.seed_eml(SUPPORT, eml("Routed by a rule", message_id="<n-queue@x>"), folder=queue.id)
+            await eventually(service.imported, what="the import")
+            return record, await service.store.list_conversations()
+
+    record, conversations = asyncio.run(scenario())
+    assert record.resource == folder_resource(SUPPORT, queue.id)
+    assert tenant.state.subscriptions[record.subscription_id].folder_id == queue.id
+    assert [c.subject for c in conversations] == ["Routed by a rule"]
+    assert [m.is_read for m in tenant.state.messages(SUPPORT, "Support Queue")] == [True]
 
 
 def test_receiver__wrong_client_state__answered_202_and_nothing_synced(tenant, config, sock):
@@ -299,18 +326,23 @@ def test_subscriptions__gone_at_graph_when_renewing__recreated(tenant, config, s
     assert tenant.state.subscriptions[after.subscription_id].mailbox.lower() == SUPPORT
 
 
-def test_subscriptions__service_restarted__stored_subscriptions_reused_not_duplicated(tenant, config, sock):
+def _subscriptions_across_a_restart(tenant, sock, before, after):
+    """The (SUPPORT, BILLING) subscription records after serving with ``before``, then restarting with ``after``."""
     port = sock.getsockname()[1]
 
     async def scenario():
-        async with Service(tenant, config, sock) as service:
+        async with Service(tenant, before, sock) as service:
             first = [await service.subscription(m) for m in (SUPPORT, BILLING)]
         again = bind_socket("127.0.0.1", port)
-        async with Service(tenant, config, again) as service:
+        async with Service(tenant, after, again) as service:
             second = [await service.subscription(m) for m in (SUPPORT, BILLING)]
         return first, second
 
-    first, second = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_subscriptions__service_restarted__stored_subscriptions_reused_not_duplicated(tenant, config, sock):
+    first, second = _subscriptions_across_a_restart(tenant, sock, config, config)
     assert [r.subscription_id for r in first] == [r.subscription_id for r in second]
     assert len(tenant.state.subscriptions) == 2
     assert tenant.requests.count(kind="subscription.create") == 2
@@ -333,3 +365,19 @@ def test_serve__with_a_webhook_sink__new_mail_is_imported_then_posted_signed_onc
         SECRET.encode(), post.headers["x-mailplane-timestamp"], post.body, post.headers["x-mailplane-signature"]
     )
     assert post.json["conversation"]["messages"][0]["internetMessageId"] == "<hook@contoso.example>"
+
+
+def test_subscriptions__restarted_with_another_folder__that_mailboxs_subscription_replaced_the_others_reused(
+    tenant, config, make_config, sock
+):
+    moved = _notifying(make_config, sock, accounts=accounts_importing_support_from("Support Queue"))
+    queue = tenant.state.create_folder(SUPPORT, "Support Queue")
+
+    first, second = _subscriptions_across_a_restart(tenant, sock, config, moved)
+
+    (support_before, billing_before), (support_after, billing_after) = first, second
+    assert support_before.resource == inbox_resource(SUPPORT)
+    assert support_after.resource == folder_resource(SUPPORT, queue.id)
+    assert support_after.subscription_id != support_before.subscription_id
+    assert billing_after.subscription_id == billing_before.subscription_id
+    assert sorted(tenant.state.subscriptions) == sorted([support_after.subscription_id, billing_after.subscription_id])
