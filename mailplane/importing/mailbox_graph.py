@@ -39,6 +39,9 @@ from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from msgraph.generated.models.mail_folder import MailFolder
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.item.mail_folders.item.child_folders.child_folders_request_builder import (
+    ChildFoldersRequestBuilder,
+)
 from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_request_builder import DeltaRequestBuilder
 from msgraph.generated.users.item.mail_folders.item.messages.messages_request_builder import MessagesRequestBuilder
 from msgraph.generated.users.item.mail_folders.mail_folders_request_builder import MailFoldersRequestBuilder
@@ -479,15 +482,31 @@ class MailboxGraph:
             raise
         return True
 
-    async def find_folder(self, display_name: str) -> str | None:
-        """The id of the top-level folder named ``display_name`` (case-insensitive), or ``None``."""
+    async def find_folder(self, display_name: str, *, parent: str | None = None) -> str | None:
+        """The id of the folder named ``display_name`` (case-insensitive), or ``None``.
+
+        Looked up among the top-level folders, or in ``parent`` (an id or a well-known name) when given.
+        """
         escaped = display_name.replace("'", "''")
-        config = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetRequestConfiguration()
-        config.query_parameters = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetQueryParameters(
-            filter=f"displayName eq '{escaped}'", include_hidden_folders="true"
-        )
+        query = f"displayName eq '{escaped}'"
+
+        async def top_level() -> Any:
+            config = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetRequestConfiguration()
+            config.query_parameters = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetQueryParameters(
+                filter=query, include_hidden_folders="true"
+            )
+            return await self._user.mail_folders.get(config)
+
+        async def in_parent() -> Any:
+            config: RequestConfiguration[Any] = RequestConfiguration(
+                query_parameters=ChildFoldersRequestBuilder.ChildFoldersRequestBuilderGetQueryParameters(
+                    filter=query, include_hidden_folders="true"
+                )
+            )
+            return await self._user.mail_folders.by_mail_folder_id(parent or "").child_folders.get(config)
+
         found = await self._retrying(
-            f"looking up the folder {display_name!r} of", lambda: self._user.mail_folders.get(config)
+            f"looking up the folder {display_name!r} of", top_level if parent is None else in_parent
         )
         for folder in (found.value if found is not None else None) or []:
             if folder.id and (folder.display_name or "").lower() == display_name.lower():
@@ -495,21 +514,29 @@ class MailboxGraph:
         return None
 
     async def resolve_folder(self, folder: str) -> str:
-        """What Graph takes for ``folder`` in a URL: a well-known name as it is, a top-level display name as its id.
+        """What Graph takes for ``folder`` in a URL: a well-known name as it is, display names as the folder's id.
 
-        Graph's ``mailFolders/{id}`` takes ids and well-known names only; the config also allows a display name.
+        Graph's ``mailFolders/{id}`` takes ids and well-known names only; the config also allows a top-level display
+        name, or a path below a well-known or top-level folder (``Inbox/Support``), looked up one level at a time.
         """
-        if folder.lower() in WELL_KNOWN_FOLDERS:
-            return folder
-        folder_id = await self.find_folder(folder)
-        if folder_id is None:
+        first, *rest = folder.split("/")
+        current = first if first.lower() in WELL_KNOWN_FOLDERS else await self.find_folder(first)
+        walked = first
+        for name in rest:
+            if current is None:
+                break
+            current = await self.find_folder(name, parent=current)
+            walked = f"{walked}/{name}"
+        if current is None:
+            looking = "" if walked == folder else f" (looking for {folder!r})"
             raise GraphError(
-                f"importing from {self.mailbox}: it has no top-level folder named {folder!r}. Create the folder, or "
-                "set the account's 'folder' to an existing top-level folder or a well-known name such as 'inbox'",
+                f"importing from {self.mailbox}: it has no folder {walked!r}{looking}. Create the folder, or set the "
+                "account's 'folder' to an existing one: a well-known name such as 'inbox', a top-level folder's name, "
+                "or a path such as 'Inbox/Support'",
                 status=404,
                 code="ErrorItemNotFound",
             )
-        return folder_id
+        return current
 
     async def ensure_folder(self, display_name: str) -> str:
         """The id of the top-level folder named ``display_name``, created if missing (a race is harmless)."""

@@ -1,8 +1,8 @@
 """Graph change-notification subscriptions for the shared mailboxes: created, renewed before expiry, recreated.
 
 One subscription per shared mailbox, on the folder it is imported from
-(``users/{mailbox}/mailFolders('inbox')/messages`` by default; a folder configured by display name is subscribed to
-by its id) with change type ``created`` (the importer only needs to learn that mail arrived), a
+(``users/{mailbox}/mailFolders('inbox')/messages`` by default; a folder configured by display name or path is
+subscribed to by its id) with change type ``created`` (the importer only needs to learn that mail arrived), a
 ``lifecycleNotificationUrl`` (so Graph warns before it drops a subscription) and the ``clientState`` secret, created
 with ``Prefer: IdType="ImmutableId"`` so the notifications name messages by their immutable ids. The ids and expiry
 times are kept in the import store (:class:`SubscriptionStore`), so any worker can renew them and a restart reuses

@@ -231,6 +231,30 @@ def test_account_imports_from_a_folder_named_by_display_name__only_that_folder_i
     assert [m.is_read for m in _folder_messages(tenant, SUPPORT, "inbox")] == [False]
 
 
+def test_account_imports_from_a_folder_below_the_inbox__path_resolved_level_by_level(tenant, make_config):
+    config = make_config(accounts=accounts_importing_support_from("Inbox/Support/Tier 2"))
+    support = tenant.state.create_folder(SUPPORT, "Support", parent="inbox")
+    tier2 = tenant.state.create_folder(SUPPORT, "Tier 2", parent=support.id)
+    tenant.state.create_folder(SUPPORT, "Tier 2")  # a top-level folder of the same name is not the one meant
+    tenant.state.seed_eml(SUPPORT, eml("Escalated", message_id="<tier2@x>"), folder=tier2.id)
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    assert (report.imported, report.mailboxes[0].errors) == (1, [])
+    assert [m.is_read for m in _folder_messages(tenant, SUPPORT, tier2.id)] == [True]
+
+
+def test_account_folder_path_missing_a_level__import__error_names_how_far_it_got(tenant, make_config):
+    config = make_config(accounts=accounts_importing_support_from("Inbox/Sales/Tier 2"))
+    tenant.state.create_folder(SUPPORT, "Support", parent="inbox")
+
+    report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
+
+    [error] = report.mailboxes[0].errors
+    assert "has no folder 'Inbox/Sales' (looking for 'Inbox/Sales/Tier 2')" in error
+    assert report.imported == 0
+
+
 def test_account_folder_missing__import__error_names_the_folder_and_nothing_is_touched(tenant, make_config):
     config = make_config(accounts=accounts_importing_support_from("Support Queue"))
     tenant.state.seed_eml(SUPPORT, eml("Left in the inbox", message_id="<inbox@x>"))
@@ -238,7 +262,7 @@ def test_account_folder_missing__import__error_names_the_folder_and_nothing_is_t
     report = run_importer(tenant, config, lambda importer: importer.import_once([SUPPORT]))
 
     [error] = report.mailboxes[0].errors
-    assert "has no top-level folder named 'Support Queue'" in error
+    assert "has no folder 'Support Queue'" in error
     assert "set the account's 'folder'" in error
     assert report.imported == 0
     assert [m.is_read for m in _folder_messages(tenant, SUPPORT, "inbox")] == [False]
