@@ -488,26 +488,17 @@ class MailboxGraph:
         Looked up among the top-level folders, or in ``parent`` (an id or a well-known name) when given.
         """
         escaped = display_name.replace("'", "''")
-        query = f"displayName eq '{escaped}'"
-
-        async def top_level() -> Any:
-            config = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetRequestConfiguration()
-            config.query_parameters = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetQueryParameters(
-                filter=query, include_hidden_folders="true"
-            )
-            return await self._user.mail_folders.get(config)
-
-        async def in_parent() -> Any:
-            config: RequestConfiguration[Any] = RequestConfiguration(
-                query_parameters=ChildFoldersRequestBuilder.ChildFoldersRequestBuilderGetQueryParameters(
-                    filter=query, include_hidden_folders="true"
-                )
-            )
-            return await self._user.mail_folders.by_mail_folder_id(parent or "").child_folders.get(config)
-
-        found = await self._retrying(
-            f"looking up the folder {display_name!r} of", top_level if parent is None else in_parent
+        folders: Any
+        if parent is None:
+            folders = self._user.mail_folders
+            parameters: Any = MailFoldersRequestBuilder.MailFoldersRequestBuilderGetQueryParameters
+        else:
+            folders = self._user.mail_folders.by_mail_folder_id(parent).child_folders
+            parameters = ChildFoldersRequestBuilder.ChildFoldersRequestBuilderGetQueryParameters
+        config: RequestConfiguration[Any] = RequestConfiguration(
+            query_parameters=parameters(filter=f"displayName eq '{escaped}'", include_hidden_folders="true")
         )
+        found = await self._retrying(f"looking up the folder {display_name!r} of", lambda: folders.get(config))
         for folder in (found.value if found is not None else None) or []:
             if folder.id and (folder.display_name or "").lower() == display_name.lower():
                 return folder.id

@@ -166,11 +166,8 @@ class SubscriptionManager:
         async with self._lock(mailbox):
             record = await self._store.get_subscription(mailbox)
             resource = await self._resource(mailbox)
-            current = record is not None and (record.notification_url, record.resource) == (
-                self._settings.notification_url,
-                resource,
-            )
-            if record is not None and current:
+            wanted = (self._settings.notification_url, resource)
+            if record is not None and (record.notification_url, record.resource) == wanted:
                 renewed = await self._renew_locked(record)
                 if renewed is not None:
                     return renewed
