@@ -67,6 +67,11 @@ _JSON_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; IE
 _DATETIME_LITERAL = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?$")
 
 
+def _latest(times: list[float | None]) -> float | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
 class ConnectionDropped(Exception):  # noqa: N818 - it is an event, not an error of the emulator
     """Raised to make the server close the connection without a complete response (injected fault)."""
 
@@ -83,6 +88,11 @@ class GraphRequest:
     base_url: str  # http://127.0.0.1:PORT/v1.0
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     client_request_id: str = ""
+    # Event-loop time from which the request's latency counts (None: when it is handled). A chained $batch item's
+    # latency counts from the end of its dependency's, so the emulator's own processing between items does not add
+    # up along a chain; ``latency_end`` is set once the latency has passed.
+    latency_start: float | None = None
+    latency_end: float | None = None
 
     def header(self, name: str) -> str | None:
         """Return a header value by (case-insensitive) name."""
@@ -689,10 +699,11 @@ class GraphEmulator:
             self.throttle.acquire(mailbox.address)
         try:
             if self.latency_ms:
-                await asyncio.sleep(self.latency_ms / 1000.0)
+                await self._latency(request)
             for fault in fired:
                 if fault.kind == "latency":
                     await asyncio.sleep(fault.delay_seconds())
+                    request.latency_end = asyncio.get_running_loop().time()  # an injected delay is not made up for
             response = await route.handler(self, request, params, mailbox)
         finally:
             if mailbox is not None:
@@ -703,6 +714,15 @@ class GraphEmulator:
             elif fault.kind == "slow":
                 response.slow_seconds += fault.delay_seconds()
         return response
+
+    async def _latency(self, request: GraphRequest) -> None:
+        """Wait until ``latency_ms`` after the request's latency start (see :attr:`GraphRequest.latency_start`)."""
+        loop = asyncio.get_running_loop()
+        if request.latency_start is None:
+            request.latency_start = loop.time()
+        end = request.latency_start + self.latency_ms / 1000.0
+        await asyncio.sleep(max(0.0, end - loop.time()))
+        request.latency_end = end
 
     def _authenticate(self, request: GraphRequest) -> None:
         authorization = request.header("authorization") or ""
@@ -1760,7 +1780,7 @@ class GraphEmulator:
         return GraphResponse(204)
 
     # ----- handlers: $batch --------------------------------------------------------------------------------------
-    async def batch(  # noqa: C901, PLR0912 - validation steps of the batch envelope, then the fan-out
+    async def batch(  # noqa: C901, PLR0912, PLR0915 - validation steps of the batch envelope, then the fan-out
         self, request: GraphRequest, params: dict[str, str], mailbox: Mailbox | None
     ) -> GraphResponse:
         """POST /$batch: up to 20 items, each routed, throttled and logged on its own; always 200 overall."""
@@ -1781,12 +1801,17 @@ class GraphEmulator:
             for dependency in item.get("dependsOn") or []:
                 if str(dependency) not in ids:
                     raise _bad_request(f"The dependsOn id '{dependency}' does not exist in the batch.", "BadRequest")
-        done: dict[str, asyncio.Future[GraphResponse]] = {i: asyncio.get_running_loop().create_future() for i in ids}
+        loop = asyncio.get_running_loop()
+        done: dict[str, asyncio.Future[GraphResponse]] = {i: loop.create_future() for i in ids}
+        latency_ends: dict[str, float | None] = {}
         gate = asyncio.Semaphore(BATCH_PARALLELISM)
 
         async def run(item: dict[str, Any]) -> GraphResponse:
             item_id = str(item["id"])
             try:
+                # An item's latency counts from the latest of the envelope's end, its dependencies' ends and (if
+                # it waited behind the batch's parallelism) the moment a place came free.
+                starts = [request.latency_end]
                 for dependency in item.get("dependsOn") or []:
                     previous = await asyncio.shield(done[str(dependency)])
                     if previous.status >= 400:  # noqa: PLR2004
@@ -1794,8 +1819,13 @@ class GraphEmulator:
                         response = GraphResponse(424, _error_body(error, request))
                         done[item_id].set_result(response)
                         return response
+                    starts.append(latency_ends.get(str(dependency)))
+                waited = gate.locked()
                 async with gate:
-                    response = await self.handle(self._batch_item(request, item), in_batch=True)
+                    item_request = self._batch_item(request, item)
+                    item_request.latency_start = _latest([*starts, loop.time() if waited else None])
+                    response = await self.handle(item_request, in_batch=True)
+                    latency_ends[item_id] = item_request.latency_end
             except BaseException as error:
                 if not done[item_id].done():
                     done[item_id].set_exception(error)

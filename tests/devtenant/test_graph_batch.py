@@ -1,3 +1,5 @@
+import itertools
+
 import httpx
 from devtenant_harness import SHARED, eml, graph_client, run
 from msgraph.generated.models.message import Message
@@ -90,3 +92,74 @@ def test_batch__items_over_window_limit__429_items_with_retry_after_inside_200()
 def test_batch__items_without_authorization__inherit_the_envelope_token(tenant):
     response = httpx.post(f"{tenant.graph_base_url}/$batch", json={"requests": [_get(1, f"/users/{SHARED}/messages")]})
     assert response.status_code == 401
+
+
+def _handled_requests(tenant, monkeypatch):
+    """Every GraphRequest the emulator handles (the envelope and each item), in the order they were handed in."""
+    handled = []
+    handle = tenant.graph.handle
+
+    async def recording(request, *, in_batch=False):
+        handled.append(request)
+        return await handle(request, in_batch=in_batch)
+
+    monkeypatch.setattr(tenant.graph, "handle", recording)
+    return handled
+
+
+def test_latency__chained_items_count_from_the_dependency_s_end__no_drift_along_the_chain(monkeypatch):
+    # The model: every request takes the latency. A chained item can start once its dependency's latency is over;
+    # the emulator's own work between two items (handler, logging, timer overshoot) must not add up along a chain.
+    with DevTenant(latency_ms=20, with_exchange=False) as tenant:
+        tenant.state.add_mailbox(SHARED, kind="shared")
+        ids = [tenant.state.seed_eml(SHARED, eml(f"m{n}")) for n in range(5)]
+        handled = _handled_requests(tenant, monkeypatch)
+        items = [
+            {"id": str(n), "method": "PATCH", "url": f"/users/{SHARED}/messages/{i}", "body": {"isRead": True}}
+            | ({"dependsOn": [str(n - 1)]} if n > 1 else {})
+            for n, i in enumerate(ids, start=1)
+        ]
+        response = _batch(tenant, items)
+
+    assert [r["status"] for r in response.json()["responses"]] == [200] * 5
+    envelope, *chain = handled
+    assert envelope.path == "/$batch"
+    assert len(chain) == 5
+    assert chain[0].latency_start == envelope.latency_end
+    for previous, item in itertools.pairwise(chain):
+        assert item.latency_start == previous.latency_end
+    for request in handled:
+        assert round(request.latency_end - request.latency_start, 6) == 0.02
+    assert round(chain[-1].latency_end - envelope.latency_start, 6) == 0.12  # envelope + 5 items, nothing more
+
+
+def test_latency__parallel_items_beyond_the_batch_parallelism__count_from_when_they_start(monkeypatch):
+    with DevTenant(latency_ms=20, concurrency=4, with_exchange=False) as tenant:
+        tenant.state.add_mailbox(SHARED, kind="shared")
+        ids = [tenant.state.seed_eml(SHARED, eml(f"m{n}")) for n in range(5)]
+        handled = _handled_requests(tenant, monkeypatch)
+        response = _batch(tenant, [_get(n, f"/users/{SHARED}/messages/{i}") for n, i in enumerate(ids, start=1)])
+
+    assert [r["status"] for r in response.json()["responses"]] == [200] * 5
+    envelope, *items = handled
+    first_four, fifth = items[:4], items[4]
+    assert all(item.latency_start == envelope.latency_end for item in first_four)
+    # The fifth waited for one of the four to finish: its latency starts after theirs ended, never overlapping.
+    assert fifth.latency_start >= min(item.latency_end for item in first_four)
+
+
+def test_latency__an_injected_delay_on_an_item__is_not_made_up_by_the_next(monkeypatch):
+    with DevTenant(latency_ms=20, with_exchange=False) as tenant:
+        tenant.state.add_mailbox(SHARED, kind="shared")
+        ids = [tenant.state.seed_eml(SHARED, eml(f"m{n}")) for n in range(2)]
+        tenant.faults.latency(150, count=1, path=f"/messages/{ids[0]}$")
+        handled = _handled_requests(tenant, monkeypatch)
+        items = [_get(1, f"/users/{SHARED}/messages/{ids[0]}"), _get(2, f"/users/{SHARED}/messages/{ids[1]}")]
+        items[1]["dependsOn"] = ["1"]
+        response = _batch(tenant, items)
+
+    assert [r["status"] for r in response.json()["responses"]] == [200, 200]
+    _, delayed, following = handled
+    assert delayed.latency_end - delayed.latency_start >= 0.17  # latency + injected delay
+    assert following.latency_start == delayed.latency_end
+    assert round(following.latency_end - following.latency_start, 6) == 0.02
