@@ -240,6 +240,7 @@ class MailboxGraph:
     async def _get_json(self, info: RequestInformation) -> dict[str, Any]:
         info.headers.try_add("Accept", "application/json")
         adapter: Any = self._client.service.request_adapter  # its stub declares no return value for this call
+        _pin_url(info, adapter.base_url)
         raw = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
         data = json.loads(raw or b"{}")
         return data if isinstance(data, dict) else {}
@@ -382,7 +383,7 @@ class MailboxGraph:
                 {"user%2Did": self.mailbox, "message%2Did": message_id, "attachment%2Did": attachment_id},
             )
             info.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
-            info.path_parameters["baseurl"] = adapter.base_url
+            _pin_url(info, adapter.base_url)
             request: httpx.Request = await adapter.convert_to_native_async(info)  # type: ignore[assignment]
             response = await self._client.http_client.send(request, stream=True)
             try:
@@ -431,7 +432,7 @@ class MailboxGraph:
         content = json.dumps({"requests": items}).encode()
 
         async def post() -> Any:
-            info = RequestInformation(Method.POST, "{+baseurl}/$batch", {})
+            info = _pin_url(RequestInformation(Method.POST, "{+baseurl}/$batch", {}), adapter.base_url)
             info.headers.try_add("Content-Type", "application/json")
             info.headers.try_add("Accept", "application/json")
             info.content = content
@@ -450,6 +451,7 @@ class MailboxGraph:
                 "{+baseurl}/users/{user%2Did}/messages/{message%2Did}",
                 {"user%2Did": self.mailbox, "message%2Did": message_id},
             )
+            _pin_url(info, adapter.base_url)
             info.headers.try_add("Content-Type", "application/json")
             info.headers.add("Prefer", IMMUTABLE_ID_PREFERENCE)
             info.content = content
@@ -555,6 +557,17 @@ class MailboxGraph:
         if found is None or not found.id:
             raise GraphError(f"reading folder {folder!r} of {self.mailbox}: Graph returned no id")
         return found.id
+
+
+def _pin_url(info: RequestInformation, base_url: str) -> RequestInformation:
+    """Expand ``info``'s URL template once and keep the result.
+
+    kiota expands the template, percent-encoding it character by character, every time the URL is read: three times
+    per request, ~0.1 ms each for a URL with a message id.
+    """
+    info.path_parameters.setdefault("baseurl", base_url)
+    info.url = info.url
+    return info
 
 
 def _attachment_info(item: dict[str, Any]) -> AttachmentInfo:
