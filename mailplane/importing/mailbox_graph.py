@@ -565,7 +565,7 @@ def _pin_url(info: RequestInformation, base_url: str) -> RequestInformation:
     kiota expands the template, percent-encoding it character by character, every time the URL is read: three times
     per request, ~0.1 ms each for a URL with a message id.
     """
-    info.path_parameters.setdefault("baseurl", base_url)
+    info.path_parameters["baseurl"] = base_url  # as the adapter sets it when sending
     info.url = info.url
     return info
 
