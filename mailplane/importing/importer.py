@@ -69,6 +69,7 @@ logger = logging.getLogger("mailplane.importing")
 
 _MARK_READ_ATTEMPTS = 3
 _LAST_SINGLES_PER_LANE = 3
+_END_SLACK = 0.5  # request times a batch may add to when the remaining mark-reads could end at the soonest
 
 
 IncomingMessageHandler = Callable[[dict[str, Any]], Mapping[str, Any] | None]
@@ -229,9 +230,12 @@ class _MailboxRun:
     def _balanced_batch_size(self, left: int) -> int:
         """Items for a lane that is free now, so that all lanes finish at about the same time.
 
-        A batch of n chained items takes about n + 1 request times (the envelope, then the items). A lane still busy
-        for b request times ends after b + 1 + m if it then takes m items; the free lane ends after n + 1. Equal ends
-        give m = n - b, so the free lane takes the smallest n with n + sum(max(0, n - b)) >= ``left``.
+        The ``left`` messages would be done soonest as single requests taken by each lane as it comes free (no
+        envelopes; lanes still busy come free after their current call). A batch of n chained items costs n + 1
+        request times. The free lane takes the largest batch after which the rest, spread the same way, still ends
+        within ``_END_SLACK`` of that soonest end: with plenty left, a full batch (its envelope, spread over the
+        lanes, costs a quarter of a request time); near the end, smaller ones, so that no lane is still working
+        through a batch after the others have finished.
         """
         per_request = self._request_seconds
         if per_request is None:
@@ -242,10 +246,12 @@ class _MailboxRun:
             for start, items in self._sending.values()
         ]
         busy += [0.0] * max(0, self._lane_count - 1 - len(busy))
-        for size in range(1, BATCH_LIMIT + 1):
-            if size + sum(max(0.0, size - b) for b in busy) >= left:
+        soonest = _spread_end([0.0, *busy], left)
+        for size in range(min(BATCH_LIMIT, left), 1, -1):
+            own = self._round_trips(size)
+            if max(own, _spread_end([own, *busy], left - size)) <= soonest + _END_SLACK:
                 return size
-        return BATCH_LIMIT
+        return 1
 
     def _kick(self) -> None:
         while self._lanes < self._lane_count and self._next_batch()[0]:
@@ -541,6 +547,18 @@ class _KeyedLocks:
             users[0] -= 1
             if not users[0]:
                 del self._locks[key]
+
+
+def _spread_end(free: list[float], items: float) -> float:
+    """When ``items`` request times of work end if lanes coming free at ``free`` share it evenly (water-filling)."""
+    ordered = sorted(free)
+    started = 0.0
+    for count, start in enumerate(ordered, start=1):
+        started += start
+        end = (items + started) / count
+        if count == len(ordered) or end <= ordered[count]:
+            return max(end, start)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _read_ahead(pages: AsyncIterator[MessagePage]) -> AsyncIterator[MessagePage]:

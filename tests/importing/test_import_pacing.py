@@ -231,6 +231,41 @@ def test_mark_read_lanes__next_batch__sized_for_the_phase_of_the_run(state, expe
     assert _lanes(**state)._next_batch() == expected
 
 
+def _with_busy_lanes(run, busy: list[float], request_seconds: float = 0.1):
+    """Other lanes each in a chained batch of 20 with ``busy`` request times of it still to go (a loop must run)."""
+    now = asyncio.get_running_loop().time()
+    run._request_seconds = request_seconds
+    run._sending = {n: (now - (21 - left) * request_seconds, 20) for n, left in enumerate(busy)}
+    return run
+
+
+@pytest.mark.parametrize(
+    ("queued", "busy", "expected"),
+    [
+        # Spread as singles, the 19 would be done after ~8.1 request times. A batch of 7 ends after 8 and leaves
+        # 12 that the lanes still finish by ~8.4; a batch of 9 (sized so that every lane ends with one more batch)
+        # would end after 10, when the others had long finished their singles.
+        (19, [2.9, 4.3, 6.3], 7),
+        (300, [5.0, 10.0, 15.0], 20),  # plenty left: a full batch, its envelope costs the lanes a quarter
+        (40, [20.0, 20.0, 20.0], 20),  # the others are busy for longer than a full batch takes
+        (13, [0.2, 0.4, 0.6], 3),  # everyone nearly free, 13 left: a batch of 3 ends with the rest (~3.7)
+    ],
+)
+def test_mark_read_lanes__end_known__batch_ends_with_the_rest_spread_over_the_lanes(queued, busy, expected):
+    async def size():
+        return _with_busy_lanes(_lanes(queued=queued, end_known=True), busy)._next_batch()
+
+    assert asyncio.run(size()) == (expected, False)
+
+
+def test_spread_end__work_shared_by_lanes_as_they_come_free():
+    from mailplane.importing.importer import _spread_end
+
+    assert _spread_end([0.0, 0.0, 0.0, 0.0], 8) == 2.0
+    assert _spread_end([0.0, 2.0, 4.0, 6.0], 4) == 3.0  # the two earliest lanes share it; the others stay out
+    assert _spread_end([5.0, 1.0], 0) == 1.0  # nothing to do: ends when the first lane is free
+
+
 def test_second_delta_page_refused__import_once__first_page_imported_error_reported_rest_on_the_next_run(
     tenant, make_config
 ):
