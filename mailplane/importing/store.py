@@ -161,6 +161,10 @@ class ImportedMessage:
     documents: tuple[DocumentInput, ...] = ()
     exclusive: bool = False
 
+    def followers_for(self, destination: DestinationInput) -> tuple[FollowerInput, ...]:
+        """The followers the conversation in ``destination`` gets: its own list, or else the message's."""
+        return self.followers if destination.followers is None else destination.followers
+
 
 # --- outputs -----------------------------------------------------------------------------------------------------
 

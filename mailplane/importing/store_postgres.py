@@ -624,8 +624,7 @@ class PostgresImportStore:
             )
         ).fetchone()
         message_id = int(row["id"])  # type: ignore[index]
-        followers = message.followers if destination.followers is None else destination.followers
-        for follower in followers:
+        for follower in message.followers_for(destination):
             follower_address = follower.address.lower()
             follower_row = await (
                 await connection.execute(

@@ -535,8 +535,7 @@ class SqliteImportStore:
             ),
         )
         message_id = int(cursor.lastrowid or 0)
-        followers = message.followers if destination.followers is None else destination.followers
-        for follower in followers:
+        for follower in message.followers_for(destination):
             follower_address = follower.address.lower()
             connection.execute(
                 "INSERT OR IGNORE INTO followers (conversation_id, address, name, participation, parent_type, "
